@@ -1,0 +1,98 @@
+"""Cost of a model, measured the same way for every architecture: parameters, FLOPs, latency.
+
+Run after the trials, one model at a time, so a latency number is never measured while other trials
+compete for the same cores.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Profile:
+    params: int  # all parameters, trainable or not
+    flops: int  # floating-point operations of one forward pass of one image; 1 multiply-add = 2 FLOPs
+    input_size: int  # square input side, pixels
+    latency_ms_median: float  # batch 1, eval + inference mode
+    latency_ms_p90: float
+    latency_repeats: int
+    device: str
+    threads: int  # torch intra-op threads during timing (CPU)
+    torch_version: str
+
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: torch.nn.Module, input_size: int, device: torch.device | str = "cpu") -> int:
+    """FLOPs of one real forward pass of a 1-image batch, counted by PyTorch's own operator-level
+    counter (convolutions, matmuls and attention; element-wise ops are not counted, as is customary)."""
+    model.eval()
+    x = torch.zeros(1, 3, input_size, input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def measure_latency(
+    model: torch.nn.Module,
+    input_size: int,
+    device: torch.device | str = "cpu",
+    warmup: int = 10,
+    min_repeats: int = 30,
+    min_seconds: float = 1.0,
+) -> tuple[float, float, int]:
+    """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
+    ``min_seconds`` are reached so fast models get enough samples for a stable median."""
+    device = torch.device(device)
+    model.eval().to(device)
+    x = torch.randn(1, 3, input_size, input_size, device=device)
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # CUDA launches are asynchronous: time the work, not the launch
+        return (time.perf_counter() - t0) * 1e3
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            once()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+            times.append(once())
+    times.sort()
+    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return statistics.median(times), p90, len(times)
+
+
+def profile_model(model: torch.nn.Module, input_size: int, device: str = "cpu") -> Profile:
+    median, p90, n = measure_latency(model, input_size, device)
+    return Profile(
+        params=count_params(model),
+        flops=count_flops(model, input_size, device),
+        input_size=input_size,
+        latency_ms_median=median,
+        latency_ms_p90=p90,
+        latency_repeats=n,
+        device=torch.cuda.get_device_name(device) if str(device).startswith("cuda") else f"cpu ({platform.processor() or platform.machine()})",
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+    )

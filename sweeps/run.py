@@ -1,0 +1,114 @@
+"""Run one classification sweep: data -> MLflow parent run -> Ray Tune -> comparison table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from analysis.compare import comparison_table, write_table
+from sweeps.config import SweepConfig
+from sweeps.space import param_space, starting_points
+from sweeps.tracking import MlflowTrialCallback, start_parent_run, ui_hint
+from trainables import metrics as M
+from trainables.data import DatasetSplits, limit_train, load_splits, split_fingerprint
+from trainables.trainable import train_classifier
+
+
+def log(msg: str) -> None:
+    print(f"[sweep] {msg}", flush=True)
+
+
+def prepare_data(cfg: SweepConfig) -> DatasetSplits:
+    splits = load_splits(cfg.data, cfg.val_frac, cfg.test_frac, cfg.seed)
+    if cfg.train_limit is not None:
+        splits = limit_train(splits, cfg.train_limit, cfg.seed)
+    return splits
+
+
+def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(train_classifier, splits=splits),  # put in Ray's object store once, not per trial
+        {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
+    )
+    search = OptunaSearch(points_to_evaluate=starting_points(cfg), seed=cfg.seed)
+    scheduler = (
+        ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=cfg.grace_period, reduction_factor=2)
+        if cfg.asha
+        else FIFOScheduler()
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(cfg),
+        tune_config=tune.TuneConfig(
+            metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE, search_alg=search, scheduler=scheduler, num_samples=cfg.num_samples
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_name,
+            storage_path=str(Path(cfg.storage_path).resolve()) if cfg.storage_path else None,
+            callbacks=[callback],
+            # Two kept: the latest to resume from, and the one before while the latest is being written.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
+    t0 = time.perf_counter()
+    try:
+        splits = prepare_data(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    s = splits.summary()
+    log(f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
+        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})")
+
+    if cfg.tracking_uri:
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+    tracking_uri = mlflow.get_tracking_uri()
+    experiment = cfg.experiment or f"classify-{splits.name}"
+    sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
+    log(f"MLflow: {tracking_uri}, experiment {experiment!r}")
+
+    with start_parent_run(experiment, sweep_name, project_root) as parent:
+        exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
+        mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": split_fingerprint(splits)})
+        mlflow.log_dict({"param_space": {k: str(v) for k, v in param_space(cfg).items()},
+                         "points_to_evaluate": starting_points(cfg)}, "search_space.json")
+
+        ray.init(address=cfg.address, configure_logging=False)
+        try:
+            log(f"Ray: {ray.cluster_resources()}; {cfg.num_samples} trials, up to {cfg.max_epochs} epochs each")
+            callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name)
+            results = build_tuner(cfg, splits, sweep_name, callback).fit()
+        finally:
+            ray.shutdown()
+
+        errors = [r for r in results if r.error]
+        mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})
+        log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each architecture")
+
+        table, prof = comparison_table(exp_id, parent_id)
+        out_dir = Path(cfg.output_dir) / experiment / sweep_name
+        md, csv = write_table(table, prof, out_dir, f"{experiment} / {sweep_name}")
+        mlflow.log_artifact(str(md), "comparison")
+        mlflow.log_artifact(str(csv), "comparison")
+        if errors:
+            mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
+
+    print()
+    print(md.read_text())
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+    log(f"comparison table: {md} and {csv}")
+    log(f"trial checkpoints: {results.experiment_path}")
+    log(f"browse the runs: {ui_hint(tracking_uri, exp_id, parent_id)}")
+    return 1 if errors else 0

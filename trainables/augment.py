@@ -1,0 +1,61 @@
+"""Augmentation policies for the training split, and the one deterministic eval transform.
+
+timm builds every transform from the model's data config, so resizing, interpolation and mean/std
+follow the model; the policies differ only in what random augmentation they add on the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from timm.data import create_transform
+from torchvision import transforms as T
+
+from trainables.registry import Registry
+
+Transform = Callable[[Any], Any]
+AUGMENT: Registry[Callable[[dict[str, Any]], Transform]] = Registry("augmentation policy")
+
+# Random-resized-crop area range for the 'light' policy: milder than timm's ImageNet default (0.08, 1),
+# which can crop a small image down to a few pixels.
+LIGHT_SCALE = (0.5, 1.0)
+
+
+def _timm_train(dc: dict[str, Any], **kw) -> Transform:
+    keys = ("input_size", "interpolation", "mean", "std")
+    return create_transform(**{k: dc[k] for k in keys}, is_training=True, **kw)
+
+
+@AUGMENT.register("none")
+def _none(dc: dict[str, Any]) -> Transform:
+    return _timm_train(dc, no_aug=True)  # resize + centre crop + normalise, nothing random
+
+
+@AUGMENT.register("light")
+def _light(dc: dict[str, Any]) -> Transform:
+    return _timm_train(dc, scale=LIGHT_SCALE, hflip=0.5, color_jitter=0.4)
+
+
+@AUGMENT.register("randaugment")
+def _randaugment(dc: dict[str, Any]) -> Transform:
+    # timm's RandAugment: 2 ops, magnitude 9 with std 0.5, on top of random-resized-crop and flip.
+    return _timm_train(dc, auto_augment="rand-m9-mstd0.5", scale=LIGHT_SCALE)
+
+
+@AUGMENT.register("trivialaugment")
+def _trivialaugment(dc: dict[str, Any]) -> Transform:
+    # timm has no TrivialAugment; torchvision's sits between timm's crop/flip and its tensor/normalise.
+    crop_flip, _, to_tensor = _timm_train(dc, scale=LIGHT_SCALE, color_jitter=None, separate=True)
+    return T.Compose([crop_flip, T.TrivialAugmentWide(), to_tensor])
+
+
+def train_transform(policy: str, dc: dict[str, Any]) -> Transform:
+    return AUGMENT.get(policy)(dc)
+
+
+def eval_transform(dc: dict[str, Any]) -> Transform:
+    """Deterministic: resize, centre crop at the model's crop_pct, normalise. Used for val, test and
+    inference alike."""
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return create_transform(**{k: dc[k] for k in keys}, is_training=False)

@@ -1,0 +1,102 @@
+"""The typed configuration of one trial.
+
+Ray Tune hands the trainable a plain dict; ``TrialConfig.from_dict`` turns it into this dataclass on
+the trainable's first line, rejecting unknown keys and impossible values with the field named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.registry import unknown_name_message
+
+WEIGHTS = ("none", "imagenet")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    arch: str = "resnet18"
+    """timm model name, e.g. resnet18, efficientnet_b0, vit_tiny_patch16_224, convnext_atto."""
+    weights: str = "none"
+    """'none' (random init) or 'imagenet' (timm's pretrained weights, from its hub cache or a download)."""
+    img_size: int | None = 32
+    """Square input size in pixels; None follows the model's pretrained config (e.g. 224)."""
+    freeze: str = "full"
+    """Freeze strategy name: see trainables.freeze.FREEZE."""
+    unfreeze_stages: int = 1
+    """For freeze='partial': how many of the last backbone stages train (the head always trains)."""
+    backbone_lr_mult: float = 0.1
+    """Backbone learning rate = lr * this (discriminative fine-tuning); the head gets lr."""
+    augment: str = "light"
+    """Training-split augmentation policy name: see trainables.augment.AUGMENT."""
+    lr: float = 1e-3
+    """Peak head learning rate for AdamW, per batch of `batch_size` images."""
+    weight_decay: float = 0.05
+    """AdamW decoupled weight decay."""
+    batch_size: int = 64
+    max_epochs: int = 6
+    warmup_epochs: float = 1.0
+    """Linear warm-up length, in epochs (fractions allowed), before the cosine decay."""
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    """Max global gradient norm; 0 turns clipping off."""
+    seed: int = 0
+    """Seeds weight init, data order and augmentation of this trial."""
+    num_workers: int = 0
+    """DataLoader worker processes; 0 loads in the trial's own process (right for in-memory data)."""
+    amp: bool = True
+    """bfloat16 autocast on CUDA; ignored on CPU (recorded as the run's `amp_active`)."""
+
+    def __post_init__(self) -> None:
+        from trainables.augment import AUGMENT
+        from trainables.freeze import FREEZE
+
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"arch: expected a timm model name, got {self.arch!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights: {self.weights!r} is not one of {', '.join(WEIGHTS)}")
+        if self.freeze not in FREEZE:
+            raise ValueError(f"freeze: {unknown_name_message('freeze strategy', self.freeze, FREEZE.names())}")
+        if self.augment not in AUGMENT:
+            raise ValueError(f"augment: {unknown_name_message('augmentation policy', self.augment, AUGMENT.names())}")
+        _positive(self, "lr", "batch_size", "max_epochs", "backbone_lr_mult")
+        _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "unfreeze_stages")
+        if self.img_size is not None and self.img_size < 8:
+            raise ValueError(f"img_size: must be >= 8 pixels or None (follow the model), got {self.img_size}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        if self.warmup_epochs >= self.max_epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be shorter than max_epochs ({self.max_epochs})"
+            )
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        names = cls.field_names()
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ValueError("; ".join(unknown_name_message("trial config key", k, names) for k in unknown))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _positive(cfg: TrialConfig, *names: str) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if not v > 0:
+            raise ValueError(f"{n}: must be > 0, got {v!r}")
+
+
+def _non_negative(cfg: TrialConfig, *names: str) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if not v >= 0:
+            raise ValueError(f"{n}: must be >= 0, got {v!r}")

@@ -1,0 +1,217 @@
+"""The train/eval loop of one trial. No Ray, no MLflow: it yields metric dicts and resumable state.
+
+``fit`` is a generator: one ``EpochReport`` per epoch. Whoever drives it (the Tune trainable, a test,
+a notebook) decides what to do with the metrics and where the state is saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader
+
+from trainables import metrics as M
+from trainables.augment import eval_transform, train_transform
+from trainables.config import TrialConfig
+from trainables.data import DatasetSplits, ImageSamplesDataset
+from trainables.freeze import apply_freeze, param_groups
+from trainables.models import build_model, data_config
+
+
+@dataclass
+class EpochReport:
+    metrics: dict[str, float]  # this epoch's curves plus the best-so-far summary (trainables.metrics)
+    state: dict[str, Any]  # everything needed to resume after this epoch; tensors, numbers and strings only
+    improved: bool  # this epoch is the new best on validation
+
+
+@dataclass
+class Pieces:
+    """Everything a trial builds from its config before the first step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    loss_fn: torch.nn.Module
+    loaders: dict[str, DataLoader]
+    data_config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)  # facts recorded as run parameters
+
+
+def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Pieces:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, splits.num_classes, cfg.img_size, cfg.weights)
+    trainable = apply_freeze(model, cfg.freeze, cfg.unfreeze_stages)
+    dc = data_config(model, cfg.img_size)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, trainable, cfg.lr, cfg.backbone_lr_mult), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    loaders = make_loaders(splits, cfg, dc, pin_memory=device.type == "cuda")
+    steps_per_epoch = len(loaders["train"])
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=cfg.max_epochs * steps_per_epoch - int(cfg.warmup_epochs * steps_per_epoch),
+        warmup_t=int(cfg.warmup_epochs * steps_per_epoch),
+        warmup_lr_init=cfg.lr * 1e-3,
+        warmup_prefix=True,  # the cosine starts after the warm-up and still ends at max_epochs
+        lr_min=0.0,
+        t_in_epochs=False,  # stepped per optimizer update, not per epoch
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info = {
+        "num_classes": splits.num_classes,
+        "input_size": int(dc["input_size"][-1]),
+        "interpolation": dc["interpolation"],
+        "mean": tuple(round(float(v), 4) for v in dc["mean"]),
+        "std": tuple(round(float(v), 4) for v in dc["std"]),
+        "crop_pct": dc["crop_pct"],
+        "param_count": n_params,
+        "trainable_param_count": n_trainable,
+        "device": str(device),
+        "amp_active": cfg.amp and device.type == "cuda",
+    }
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    return Pieces(model, optimizer, scheduler, loss_fn, loaders, dc, info)
+
+
+def make_loaders(splits: DatasetSplits, cfg: TrialConfig, dc: dict, pin_memory: bool) -> dict[str, DataLoader]:
+    """Augmentation on the training split only; validation and test share the model's eval transform."""
+    ev = eval_transform(dc)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin_memory)
+    return {
+        # drop_last keeps BatchNorm away from a final batch of one image.
+        "train": DataLoader(
+            ImageSamplesDataset(splits.train, train_transform(cfg.augment, dc)),
+            shuffle=True,
+            drop_last=len(splits.train) > cfg.batch_size,
+            **common,
+        ),
+        "val": DataLoader(ImageSamplesDataset(splits.val, ev), shuffle=False, **common),
+        "test": DataLoader(ImageSamplesDataset(splits.test, ev), shuffle=False, **common),
+    }
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updates: int) -> tuple[dict, int]:
+    p.model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in p.loaders["train"]:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, cfg.amp):
+            logits = p.model(x)
+            loss = p.loss_fn(logits, y)
+        p.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(p.model.parameters(), cfg.grad_clip)
+        p.optimizer.step()
+        num_updates += 1
+        p.scheduler.step_update(num_updates)
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return {M.TRAIN_LOSS: loss_sum / seen, M.TRAIN_ACC: correct / seen, "images": seen}, num_updates
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool = False):
+    """Logits of a whole split, in the loader's order, with the labels: (logits [N, C], labels [N])."""
+    model.eval()
+    outs, ys = [], []
+    for x, y in loader:
+        with _autocast(device, amp):
+            outs.append(model(x.to(device)).float().cpu())
+        ys.append(y)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def evaluate(p: Pieces, split: str, device: torch.device, num_classes: int, amp: bool) -> dict[str, float]:
+    logits, y = predict(p.model, p.loaders[split], device, amp)
+    out = M.classification_metrics(y.numpy(), logits.argmax(1).numpy(), num_classes)
+    out["loss"] = float(p.loss_fn(logits, y).item())
+    return out
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Data order and augmentation depend on (seed, epoch) only, so a resumed trial replays them."""
+    s = seed * 100_003 + epoch
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def fit(
+    cfg: TrialConfig, splits: DatasetSplits, device: torch.device, resume: dict | None = None
+) -> Iterator[EpochReport]:
+    """Train ``cfg.max_epochs`` epochs, validating after each; the best epoch (by validation accuracy)
+    is evaluated on the test split when it is found, so every epoch's report carries the test metrics
+    of the model that validation has chosen so far. Test data never influences any choice."""
+    p = build(cfg, splits, device)
+    start_epoch, num_updates, best = 0, 0, None
+    if resume is not None:
+        p.model.load_state_dict(resume["model"])
+        p.optimizer.load_state_dict(resume["optimizer"])
+        start_epoch, num_updates, best = resume["epoch"], resume["num_updates"], resume["best"]
+        p.scheduler.step_update(num_updates)
+    k = splits.num_classes
+    for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
+        _seed_epoch(cfg.seed, epoch)
+        t0 = time.perf_counter()
+        train, num_updates = train_one_epoch(p, device, cfg, num_updates)
+        t_train = time.perf_counter() - t0
+        val = evaluate(p, "val", device, k, cfg.amp)
+        improved = best is None or val["acc"] > best["val_acc"]
+        if improved:
+            test = evaluate(p, "test", device, k, cfg.amp)
+            best = {
+                "epoch": epoch,
+                "val_acc": val["acc"],
+                "test": {
+                    M.TEST_ACC: test["acc"],
+                    M.TEST_F1: test["f1"],
+                    M.TEST_PRECISION: test["precision"],
+                    M.TEST_RECALL: test["recall"],
+                },
+                "model": copy.deepcopy({n: t.detach().cpu() for n, t in p.model.state_dict().items()}),
+            }
+        epoch_time = time.perf_counter() - t0
+        metrics = {
+            M.EPOCH: epoch,
+            M.TRAIN_LOSS: train[M.TRAIN_LOSS],
+            M.TRAIN_ACC: train[M.TRAIN_ACC],
+            M.VAL_LOSS: val["loss"],
+            M.VAL_ACC: val["acc"],
+            M.VAL_F1: val["f1"],
+            M.LR: p.optimizer.param_groups[0]["lr"],
+            M.EPOCH_TIME: epoch_time,
+            M.THROUGHPUT: train["images"] / t_train,
+            M.BEST_VAL_ACC: best["val_acc"],
+            M.BEST_EPOCH: best["epoch"],
+            **best["test"],
+        }
+        state = {
+            "epoch": epoch,
+            "num_updates": num_updates,
+            "model": p.model.state_dict(),
+            "optimizer": p.optimizer.state_dict(),
+            "best": best,
+            "info": p.info,
+        }
+        yield EpochReport(metrics=metrics, state=state, improved=improved)

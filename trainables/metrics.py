@@ -1,0 +1,52 @@
+"""Metric names, defined once, and the classification metrics behind them.
+
+The same names are reported by the trainable, optimised by the Tuner, logged to MLflow and read by the
+analysis: change one here and every layer follows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+# Per-epoch curves (one value per epoch; MLflow step = epoch number, starting at 1).
+EPOCH = "epoch"
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"
+VAL_LOSS = "val_loss"
+VAL_ACC = "val_acc"
+VAL_F1 = "val_f1"
+LR = "lr"  # head learning rate at the end of the epoch
+EPOCH_TIME = "epoch_time_s"  # wall seconds for train + validation of one epoch
+THROUGHPUT = "train_images_per_s"  # training images per wall second
+EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT)
+
+# The trial's answer: the epoch that validation selected, and that epoch's model on the test split.
+BEST_VAL_ACC = "best_val_acc"
+BEST_EPOCH = "best_epoch"
+TEST_ACC = "test_acc"
+TEST_F1 = "test_f1"  # macro-F1: every class weighs the same, whatever its size
+TEST_PRECISION = "test_precision"  # macro
+TEST_RECALL = "test_recall"  # macro
+TEST_METRICS = (TEST_ACC, TEST_F1, TEST_PRECISION, TEST_RECALL)
+SUMMARY_METRICS = (BEST_VAL_ACC, BEST_EPOCH, *TEST_METRICS)
+
+# What the search optimises and ASHA compares trials on.
+SEARCH_METRIC = VAL_ACC
+SEARCH_MODE = "max"
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1, by scikit-learn, over all ``num_classes`` labels.
+
+    ``labels`` is passed explicitly so a class absent from a small split still counts (as 0) in the
+    macro average instead of silently shrinking the denominator.
+    """
+    labels = list(range(num_classes))
+    kw = dict(labels=labels, average="macro", zero_division=0)
+    return {
+        "acc": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, **kw)),
+        "precision": float(precision_score(y_true, y_pred, **kw)),
+        "recall": float(recall_score(y_true, y_pred, **kw)),
+    }

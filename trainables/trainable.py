@@ -1,0 +1,41 @@
+"""The function Ray Tune calls for one trial: config dict -> typed config -> ``engine.fit`` -> reports.
+
+This is the only module under ``trainables/`` that imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from trainables.config import TrialConfig
+from trainables.data import DatasetSplits
+from trainables.engine import fit
+
+# Resumable trial state: model, optimizer, epoch, and the best epoch's weights ("best" -> "model") and metrics.
+STATE_FILE = "state.pt"
+
+
+def train_classifier(config: dict, splits: DatasetSplits) -> None:
+    cfg = TrialConfig.from_dict(config)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))  # one trial per core by default: no oversubscription
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray hides GPUs not given to us
+
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
+        with checkpoint.as_directory() as d:
+            resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+    for report in fit(cfg, splits, device, resume=resume):
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(report.state, os.path.join(d, STATE_FILE))
+            tune.report(
+                {**report.metrics, **{f"info/{k}": v for k, v in report.state["info"].items()}},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
