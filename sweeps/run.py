@@ -39,7 +39,12 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
     )
     search = OptunaSearch(points_to_evaluate=starting_points(cfg), seed=cfg.seed)
     scheduler = (
-        ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=cfg.grace_period, reduction_factor=2)
+        ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=cfg.max_epochs,
+            grace_period=cfg.grace_period,
+            reduction_factor=2,
+        )
         if cfg.asha
         else FIFOScheduler()
     )
@@ -47,7 +52,12 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
         trainable,
         param_space=param_space(cfg),
         tune_config=tune.TuneConfig(
-            metric=M.SEARCH_METRIC, mode=M.SEARCH_MODE, search_alg=search, scheduler=scheduler, num_samples=cfg.num_samples
+            metric=M.SEARCH_METRIC,
+            mode=M.SEARCH_MODE,
+            search_alg=search,
+            scheduler=scheduler,
+            num_samples=cfg.num_samples,
+            trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['arch']}",  # Ray's default is ~200 chars
         ),
         run_config=tune.RunConfig(
             name=sweep_name,
@@ -69,8 +79,10 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = splits.summary()
-    log(f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
-        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})")
+    log(
+        f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
+        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})"
+    )
 
     if cfg.tracking_uri:
         mlflow.set_tracking_uri(cfg.tracking_uri)
@@ -82,8 +94,13 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     with start_parent_run(experiment, sweep_name, project_root) as parent:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": split_fingerprint(splits)})
-        mlflow.log_dict({"param_space": {k: str(v) for k, v in param_space(cfg).items()},
-                         "points_to_evaluate": starting_points(cfg)}, "search_space.json")
+        mlflow.log_dict(
+            {
+                "param_space": {k: str(v) for k, v in param_space(cfg).items()},
+                "points_to_evaluate": starting_points(cfg),
+            },
+            "search_space.json",
+        )
 
         ray.init(address=cfg.address, configure_logging=False)
         try:

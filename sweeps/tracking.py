@@ -141,7 +141,10 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id not in self._info_logged and not self._has_info(run_id):
             facts = {k[len(INFO_PREFIX) :]: v for k, v in result.items() if k.startswith(INFO_PREFIX)}
             params = _params(facts)
-            tags = [RunTag("hostname", str(result.get("hostname", ""))), RunTag("device", str(facts.get("device", "")))]
+            tags = [
+                RunTag("hostname", str(result.get("hostname", ""))),
+                RunTag("device", str(facts.get("device", ""))),
+            ]
         self._info_logged.add(trial.trial_id)
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
@@ -178,4 +181,6 @@ def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
 
 def start_parent_run(experiment: str, sweep_name: str, project_root: Path) -> mlflow.ActiveRun:
     exp = mlflow.set_experiment(experiment)
-    return mlflow.start_run(experiment_id=exp.experiment_id, run_name=sweep_name, tags=sweep_tags(sweep_name, project_root))
+    return mlflow.start_run(
+        experiment_id=exp.experiment_id, run_name=sweep_name, tags=sweep_tags(sweep_name, project_root)
+    )

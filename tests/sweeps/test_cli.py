@@ -1,0 +1,75 @@
+"""The entry script's command line: it explains itself and refuses bad input before Ray starts."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sweeps.classify import config_from_args, main, parse_args
+from tests.conftest import REPO
+
+SCRIPT = str(REPO / "sweeps" / "classify.py")
+
+
+def test_help_explains_every_flag():
+    out = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    flags = [
+        "--data",
+        "--archs",
+        "--freeze",
+        "--augment",
+        "--lr-range",
+        "--weights",
+        "--num-samples",
+        "--max-epochs",
+        "--cpus-per-trial",
+        "--gpus-per-trial",
+        "--smoke-test",
+        "--experiment",
+        "--tracking-uri",
+        "--storage-path",
+        "--output-dir",
+        "--address",
+        "--no-asha",
+        "--max-failures",
+    ]
+    for flag in flags:
+        assert flag in out.stdout, flag
+    assert "digits" in out.stdout and "ImageFolder" in out.stdout
+
+
+def test_smoke_test_flag_shrinks_the_sweep_but_keeps_every_family():
+    cfg = config_from_args(parse_args(["--smoke-test"]))
+    assert cfg.num_samples == 4 and cfg.max_epochs == 2 and cfg.train_limit == 300
+    assert len(cfg.space.archs) == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--archs", "resnet18", "convnxt_atto"],
+            "timm has no model named 'convnxt_atto'. Closest timm names: convnext_atto",
+        ),
+        (["--freeze", "ful"], "unknown freeze 'ful'. Did you mean 'full'?"),
+        (["--augment"], None),  # argparse: a flag that needs values
+        (["--lr-range", "1e-2", "1e-4"], "need 0 < lr_min <= lr_max"),
+        (["--num-samples", "0"], "num_samples: must be >= 1"),
+    ],
+)
+def test_bad_input_fails_fast_with_the_value_named(argv, message, capsys):
+    if message is None:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        return
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_data_directory_is_reported_before_ray_starts(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "nope"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert "--data" in err and "no such directory" in err
+    assert not (tmp_path / "m.db").exists()  # nothing was tracked either

@@ -1,0 +1,100 @@
+"""End to end: the real entry script runs a real Ray Tune sweep, and MLflow holds what a user expects."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from sweeps.tracking import TRIAL_ID_TAG
+from tests.conftest import REPO
+from trainables import metrics as M
+from trainables.config import TrialConfig
+
+pytestmark = pytest.mark.e2e
+FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
+
+
+def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cmd = [
+        sys.executable,
+        str(REPO / "sweeps" / "classify.py"),
+        "--smoke-test",
+        "--address",
+        "local",
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp_path / "ray"),
+        "--output-dir",
+        str(tmp_path / "reports"),
+        *extra,
+    ]
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return proc, uri
+
+
+def check_sweep_in_mlflow(uri: str, experiment: str) -> tuple[MlflowClient, list, list]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    children = [r for r in runs if MLFLOW_PARENT_RUN_ID in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert {c.data.tags[MLFLOW_PARENT_RUN_ID] for c in children} == {parent.info.run_id}
+    assert len(children) == 4 and {c.data.tags["family"] for c in children} == FAMILIES
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 4  # one run per trial, none twice
+    for c in children:
+        assert c.info.status == "FINISHED", c.info.run_name
+        assert set(TrialConfig.field_names()) <= set(c.data.params)  # every trial parameter, defaults included
+        assert c.data.tags["device"] == "cpu" and c.data.tags["hostname"]
+        assert c.info.run_name.startswith(c.data.params["arch"] + "-" + c.data.params["freeze"])
+        epochs = int(c.data.metrics["epochs_run"])
+        for key in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME):
+            steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
+            assert sorted(steps) == list(range(1, epochs + 1)), (key, steps)  # gap-free, no duplicates
+        for key in M.SUMMARY_METRICS:
+            assert key in c.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert artifacts == {"comparison/comparison.md", "comparison/comparison.csv"}
+    return client, parent, children
+
+
+def read_table(tmp_path: Path) -> list[dict]:
+    (csv_path,) = tmp_path.glob("reports/*/*/comparison.csv")
+    with open(csv_path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
+    proc, uri = run_sweep(tmp_path, ray_tmp)
+    client, parent, children = check_sweep_in_mlflow(uri, "classify-digits")
+    assert parent.data.params["data_source"] == "sklearn.datasets.load_digits"
+    assert parent.data.tags["version.ray"].startswith("2.60")
+    rows = read_table(tmp_path)
+    assert {r["family"] for r in rows} == FAMILIES and len(rows) == 4
+    by_run = {c.info.run_id: c for c in children}
+    for r in rows:  # each row is the numbers of the MLflow run it names
+        run = by_run[r["MLflow run"]]
+        assert float(r["test acc"]) == pytest.approx(run.data.metrics[M.TEST_ACC])
+        assert float(r["params (M)"]) * 1e6 == pytest.approx(float(run.data.params["param_count"]), rel=1e-3)
+        assert float(r["GFLOPs (2/MAC)"]) > 0 and float(r["latency b1 median (ms)"]) > 0
+    assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison table:" in proc.stdout
+
+
+def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
+    proc, uri = run_sweep(tmp_path, ray_tmp, "--data", str(image_folder))
+    client, parent, children = check_sweep_in_mlflow(uri, "classify-shapes")
+    assert parent.data.params["data_source"] == str(image_folder)
+    assert parent.data.params["num_classes"] == "3"
+    assert {c.data.params["num_classes"] for c in children} == {"3"}
+    assert len(read_table(tmp_path)) == 4
