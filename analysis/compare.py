@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from analysis.profile import Profile, profile_model
+from analysis.profile import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP, Profile, profile_model
 from trainables import metrics as M
 from trainables.models import build_model
 
@@ -115,8 +115,10 @@ def to_markdown(table: pd.DataFrame, prof: Profile | None, title: str) -> str:
     if prof is not None:
         lines.append(
             f"FLOPs: one forward pass of one image at the trained input size, multiply-add = 2 FLOPs "
-            f"(torch.utils.flop_counter). Latency: batch 1, eval + inference mode, {prof.latency_repeats}+ "
-            f"timed runs after 10 warm-up runs, on {prof.device}, {prof.threads} torch threads, "
+            f"(torch.utils.flop_counter). Latency: batch 1, eval + inference mode, "
+            f"{LATENCY_WARMUP} warm-up runs, then timed runs until at least {LATENCY_MIN_REPEATS} runs and "
+            f"{LATENCY_MIN_SECONDS:g} s, one model at a time after all trials ended, "
+            f"on {prof.device}, {prof.threads} torch threads, "
             f"torch {prof.torch_version}, float32."
         )
     return "\n".join(lines) + "\n"

@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+LATENCY_WARMUP = 10  # untimed runs first: allocator, caches and lazy init settle
+LATENCY_MIN_REPEATS = 30  # timed runs at least ...
+LATENCY_MIN_SECONDS = 1.0  # ... and for at least this long, so fast models get many samples
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -64,9 +68,9 @@ def measure_latency(
     model: torch.nn.Module,
     input_size: int,
     device: torch.device | str = "cpu",
-    warmup: int = 10,
-    min_repeats: int = 30,
-    min_seconds: float = 1.0,
+    warmup: int = LATENCY_WARMUP,
+    min_repeats: int = LATENCY_MIN_REPEATS,
+    min_seconds: float = LATENCY_MIN_SECONDS,
 ) -> tuple[float, float, int]:
     """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
     ``min_seconds`` are reached so fast models get enough samples for a stable median."""

@@ -55,7 +55,7 @@ class SweepConfig:
     """MLflow experiment name; None: 'classify-<data name>'."""
     data: str | None = None
     """ImageFolder directory (root/<class>/<image>); None: scikit-learn's bundled digits."""
-    num_samples: int = 12
+    num_samples: int = 16
     """Trials to run (Optuna proposes them; the first ones are one known-good config per family)."""
     max_epochs: int = 4
     """Epochs per trial, unless ASHA stops it earlier."""

@@ -179,8 +179,14 @@ def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri}   # then open http://127.0.0.1:5000/{path}"
 
 
+# MLflow 3's UI shows an experiment as GenAI or model-training work by this tag; sweeps are the latter.
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def start_parent_run(experiment: str, sweep_name: str, project_root: Path) -> mlflow.ActiveRun:
     exp = mlflow.set_experiment(experiment)
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return mlflow.start_run(
         experiment_id=exp.experiment_id, run_name=sweep_name, tags=sweep_tags(sweep_name, project_root)
     )
