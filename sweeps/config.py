@@ -111,6 +111,9 @@ class SweepConfig:
         """Every setting as one flat dict of readable names, for the sweep's MLflow parameters."""
         d = dataclasses.asdict(self)
         space = d.pop("space")
+        # Addresses can carry credentials (http://user:token@host): they stay out of the run.
+        for secret_prone in ("tracking_uri", "address"):
+            d.pop(secret_prone)
         return {**d, **{f"space.{k}": v for k, v in space.items()}}
 
 

@@ -32,6 +32,21 @@ def prepare_data(cfg: SweepConfig) -> DatasetSplits:
     return splits
 
 
+def check_resources(cfg: SweepConfig, available: dict[str, float]) -> None:
+    """A trial that asks for more than the whole cluster has would wait forever: refuse it now. On a
+    cluster joined with --address, the autoscaler may still add nodes, so there it is only a warning."""
+    need = {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial}
+    short = [
+        f"{need[k]:g} {k} per trial, cluster has {available.get(k, 0):g}" for k in need if need[k] > available.get(k, 0)
+    ]
+    if not short:
+        return
+    message = f"--cpus-per-trial/--gpus-per-trial ask for more than this Ray cluster has: {'; '.join(short)}"
+    if cfg.address is None:
+        raise ValueError(message + ". Lower the request, or join a cluster that has them with --address.")
+    log(f"warning: {message}; trials wait until the autoscaler adds such nodes.")
+
+
 def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
     trainable = tune.with_resources(
         tune.with_parameters(train_classifier, splits=splits),  # put in Ray's object store once, not per trial
@@ -91,6 +106,15 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
     log(f"MLflow: {tracking_uri}, experiment {experiment!r}")
 
+    ray.init(address=cfg.address)
+    try:
+        check_resources(cfg, ray.cluster_resources())
+    except ValueError as e:
+        ray.shutdown()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log(f"Ray: {ray.cluster_resources()}; {cfg.num_samples} trials, up to {cfg.max_epochs} epochs each")
+
     with start_parent_run(experiment, sweep_name, project_root) as parent:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": split_fingerprint(splits)})
@@ -101,14 +125,11 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
             },
             "search_space.json",
         )
-
-        ray.init(address=cfg.address, configure_logging=False)
         try:
-            log(f"Ray: {ray.cluster_resources()}; {cfg.num_samples} trials, up to {cfg.max_epochs} epochs each")
             callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name)
             results = build_tuner(cfg, splits, sweep_name, callback).fit()
         finally:
-            ray.shutdown()
+            ray.shutdown()  # before profiling: latency is measured with the machine to itself
 
         errors = [r for r in results if r.error]
         mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})

@@ -22,8 +22,13 @@ STATE_FILE = "state.pt"
 
 def train_classifier(config: dict, splits: DatasetSplits) -> None:
     cfg = TrialConfig.from_dict(config)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))  # one trial per core by default: no oversubscription
+    resources = tune.get_context().get_trial_resources().required_resources
+    torch.set_num_threads(max(1, int(resources.get("CPU", 1))))  # one trial per core by default
+    if resources.get("GPU", 0) > 0 and not torch.cuda.is_available():  # never fall back to CPU silently
+        raise RuntimeError(
+            f"this trial was given {resources['GPU']:g} GPU by Ray, but torch {torch.__version__} sees no CUDA "
+            "device: install a CUDA build of torch on the worker nodes, or run with --gpus-per-trial 0."
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray hides GPUs not given to us
 
     resume = None

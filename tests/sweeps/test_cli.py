@@ -73,3 +73,22 @@ def test_a_missing_data_directory_is_reported_before_ray_starts(tmp_path, capsys
     err = capsys.readouterr().err
     assert "--data" in err and "no such directory" in err
     assert not (tmp_path / "m.db").exists()  # nothing was tracked either
+
+
+def test_a_trial_bigger_than_the_local_cluster_is_refused_not_left_pending():
+    from sweeps.config import SweepConfig
+    from sweeps.run import check_resources
+
+    with pytest.raises(ValueError, match=r"1 GPU per trial, cluster has 0"):
+        check_resources(SweepConfig(gpus_per_trial=1), {"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"4 CPU per trial, cluster has 2"):
+        check_resources(SweepConfig(cpus_per_trial=4), {"CPU": 2.0})
+    check_resources(SweepConfig(cpus_per_trial=2), {"CPU": 2.0})  # fits exactly
+    check_resources(SweepConfig(gpus_per_trial=1, address="auto"), {"CPU": 2.0})  # an autoscaler may add GPUs
+
+
+def test_tracking_addresses_stay_out_of_the_sweeps_parameters():
+    from sweeps.config import SweepConfig
+
+    flat = SweepConfig(tracking_uri="http://user:secret@127.0.0.1:5000", address="10.0.0.1:6379").flat()
+    assert "secret" not in str(flat) and "tracking_uri" not in flat and "address" not in flat
