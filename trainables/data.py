@@ -33,7 +33,7 @@ class ImageSamples:
     def load(self, i: int) -> Image.Image:
         item = self.images[i]
         if isinstance(item, np.ndarray):
-            return Image.fromarray(item, mode="RGB")
+            return Image.fromarray(item)  # (H, W, 3) uint8: RGB
         with Image.open(item) as im:
             return im.convert("RGB")
 

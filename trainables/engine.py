@@ -6,7 +6,6 @@ a notebook) decides what to do with the metrics and where the state is saved.
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from collections.abc import Iterator
@@ -189,7 +188,7 @@ def fit(
                     M.TEST_PRECISION: test["precision"],
                     M.TEST_RECALL: test["recall"],
                 },
-                "model": copy.deepcopy({n: t.detach().cpu() for n, t in p.model.state_dict().items()}),
+                "model": {n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
             }
         epoch_time = time.perf_counter() - t0
         metrics = {
