@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from analysis.profile import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP, Profile, profile_model
+from analysis.profile import Profile, profile_model
 from trainables import metrics as M
+from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP
 from trainables.models import build_model
 
 # Column headers carry their units. FLOPs count a multiply-add as 2; timm and torchvision publish MACs

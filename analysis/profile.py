@@ -7,16 +7,12 @@ compete for the same cores.
 from __future__ import annotations
 
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-LATENCY_WARMUP = 10  # untimed runs first: allocator, caches and lazy init settle
-LATENCY_MIN_REPEATS = 30  # timed runs at least ...
-LATENCY_MIN_SECONDS = 1.0  # ... and for at least this long, so fast models get many samples
+from trainables.latency import measure_latency
 
 
 @dataclass(frozen=True)
@@ -62,39 +58,6 @@ def count_flops(model: torch.nn.Module, input_size: int, device: torch.device | 
     with torch.inference_mode(), counter:
         model(x)
     return int(counter.get_total_flops())
-
-
-def measure_latency(
-    model: torch.nn.Module,
-    input_size: int,
-    device: torch.device | str = "cpu",
-    warmup: int = LATENCY_WARMUP,
-    min_repeats: int = LATENCY_MIN_REPEATS,
-    min_seconds: float = LATENCY_MIN_SECONDS,
-) -> tuple[float, float, int]:
-    """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
-    ``min_seconds`` are reached so fast models get enough samples for a stable median."""
-    device = torch.device(device)
-    model.eval().to(device)
-    x = torch.randn(1, 3, input_size, input_size, device=device)
-
-    def once() -> float:
-        t0 = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # CUDA launches are asynchronous: time the work, not the launch
-        return (time.perf_counter() - t0) * 1e3
-
-    with torch.inference_mode():
-        for _ in range(warmup):
-            once()
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-            times.append(once())
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    return statistics.median(times), p90, len(times)
 
 
 def profile_model(model: torch.nn.Module, input_size: int, device: str = "cpu") -> Profile:

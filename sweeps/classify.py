@@ -1,33 +1,68 @@
 """Image-classification sweep: which backbone, fine-tuned how, with which augmentation, at which
 learning rate, is best for these images, and what does each cost to run?
 
-    python sweeps/classify.py                     # the default sweep on scikit-learn's digits, offline
+    python sweeps/classify.py                     # the default recipe on scikit-learn's digits, offline
     python sweeps/classify.py --data ~/my_images  # your ImageFolder directory (root/<class>/<image>)
+    python sweeps/classify.py --config sweeps/configs/grid.yaml   # another recipe
     python sweeps/classify.py --smoke-test        # a tiny sweep in about a minute
 
-Ray Tune runs the trials (Optuna proposes them, ASHA stops laggards), each trial is an MLflow run
-nested under one run for the sweep, and the comparison table is printed, saved and logged at the end.
+A sweep is a YAML recipe (--config, default sweeps/configs/quickstart.yaml); the flags below override
+its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops laggards), each trial
+is an MLflow run nested under one run for the sweep, and the comparison table is printed, saved and
+logged at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Flag -> (where it goes, key): "settings" are top-level recipe keys, "space" trial parameters.
+OVERRIDES = {
+    "--data": ("settings", "data"),
+    "--val-frac": ("settings", "val_frac"),
+    "--test-frac": ("settings", "test_frac"),
+    "--search": ("settings", "search"),
+    "--num-samples": ("settings", "num_samples"),
+    "--max-epochs": ("settings", "max_epochs"),
+    "--grace-period": ("settings", "grace_period"),
+    "--cpus-per-trial": ("settings", "cpus_per_trial"),
+    "--gpus-per-trial": ("settings", "gpus_per_trial"),
+    "--max-failures": ("settings", "max_failures"),
+    "--seed": ("settings", "seed"),
+    "--experiment": ("settings", "experiment"),
+    "--tracking-uri": ("settings", "tracking_uri"),
+    "--storage-path": ("settings", "storage_path"),
+    "--output-dir": ("settings", "output_dir"),
+    "--address": ("settings", "address"),
+    "--archs": ("space", "arch"),
+    "--freeze": ("space", "freeze"),
+    "--augment": ("space", "augment"),
+    "--weights": ("space", "weights"),
+    "--img-size": ("space", "img_size"),
+    "--batch-size": ("space", "batch_size"),
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sweeps.config import DEFAULT_ARCHS, SearchSpace, SweepConfig
+    from sweeps.config import DEFAULT_CONFIG, SEARCH_ALGORITHMS, preset_help
 
-    d, s = SweepConfig(), SearchSpace()
     p = argparse.ArgumentParser(
         prog="python sweeps/classify.py",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
+        epilog=__doc__.split("\n\n", 1)[1] + "\nFlags left out keep the recipe's value.",
+        argument_default=argparse.SUPPRESS,  # only flags the user gave override the recipe
+    )
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        default=str(DEFAULT_CONFIG),
+        help=f"sweep recipe: search space, search mode, data, resources (default: "
+        f"{DEFAULT_CONFIG.relative_to(PROJECT_ROOT)}; others in sweeps/configs/)",
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -36,106 +71,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ImageFolder directory, root/<class name>/<image file>. "
         "Default: scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes), no download.",
     )
-    data.add_argument(
-        "--val-frac",
-        type=float,
-        default=d.val_frac,
-        help="share of images held out for validation (default %(default)s)",
-    )
-    data.add_argument(
-        "--test-frac",
-        type=float,
-        default=d.test_frac,
-        help="share held out for the final test (default %(default)s)",
-    )
+    data.add_argument("--val-frac", type=float, metavar="F", help="share of images held out for validation")
+    data.add_argument("--test-frac", type=float, metavar="F", help="share held out for the final test")
     data.add_argument(
         "--img-size",
         type=int,
-        default=d.img_size,
         metavar="PX",
-        help="input size for every model, pixels (default %(default)s; 0 = each model's own pretrained size)",
+        help="input size for every model, pixels; 0 = each model's own pretrained size (e.g. 224)",
     )
 
-    space = p.add_argument_group("search space")
+    space = p.add_argument_group("search space (each replaces the recipe's axis)")
     space.add_argument(
         "--archs",
         nargs="+",
-        default=list(DEFAULT_ARCHS),
         metavar="NAME",
-        help="timm model names to compare (default: %(default)s)",
+        help=f"timm model names or presets to compare ({preset_help()})",
     )
     space.add_argument(
         "--freeze",
         nargs="+",
-        default=list(s.freeze),
         metavar="STRATEGY",
-        help="freeze strategies: full (all train, backbone at lr x 0.1), partial (last stage + head), "
-        "frozen (head only) (default: %(default)s)",
+        help="freeze strategies: full (all train, backbone at a lower lr), partial (last stages + head), "
+        "frozen (head only), gradual (head first, then everything)",
     )
     space.add_argument(
         "--augment",
         nargs="+",
-        default=list(s.augment),
         metavar="POLICY",
-        help="training-split augmentation policies (default: %(default)s)",
+        help="training-split augmentation policies: none, light, randaugment, trivialaugment",
     )
     space.add_argument(
         "--lr-range",
         nargs=2,
         type=float,
-        default=[s.lr_min, s.lr_max],
         metavar=("MIN", "MAX"),
-        help="log-uniform range of the head learning rate (default: %(default)s)",
+        help="log-uniform range of the head learning rate",
     )
     space.add_argument(
         "--weights",
-        choices=["none", "imagenet"],
-        default=d.weights,
+        metavar="WEIGHTS",
         help="'none': random init, works offline; 'imagenet': timm's pretrained weights (needs the "
-        "Hugging Face hub or its cache) (default: %(default)s)",
+        "Hugging Face hub or its cache); or a local .safetensors/.pth file",
     )
+    space.add_argument("--batch-size", type=int, help="images per training step")
 
     run = p.add_argument_group("sweep")
-    run.add_argument("--num-samples", type=int, default=d.num_samples, help="number of trials (default %(default)s)")
-    run.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epochs per trial (default %(default)s)")
-    run.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help="images per training step (default %(default)s)"
-    )
+    run.add_argument("--search", choices=SEARCH_ALGORITHMS, help="Optuna TPE, random, or every combination")
+    run.add_argument("--num-samples", type=int, help="number of trials")
+    run.add_argument("--max-epochs", type=int, help="epochs per trial")
     run.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs (no early stopping)")
+    run.add_argument("--grace-period", type=int, help="epochs before ASHA may stop a trial")
+    run.add_argument("--cpus-per-trial", type=float, help="CPU cores per trial; also its torch threads")
+    run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU")
+    run.add_argument("--max-failures", type=int, help="retries of a crashed trial, from its last checkpoint")
+    run.add_argument("--seed", type=int, help="seed of the split, the search and the trials")
     run.add_argument(
-        "--grace-period",
-        type=int,
-        default=d.grace_period,
-        help="epochs before ASHA may stop a trial (default %(default)s)",
-    )
-    run.add_argument(
-        "--cpus-per-trial",
-        type=float,
-        default=d.cpus_per_trial,
-        help="CPU cores per trial; also its torch threads (default %(default)s)",
-    )
-    run.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=d.gpus_per_trial,
-        help="GPUs per trial, fractions share a GPU (default %(default)s)",
-    )
-    run.add_argument(
-        "--max-failures",
-        type=int,
-        default=d.max_failures,
-        help="retries of a crashed trial, from its last checkpoint (default %(default)s)",
-    )
-    run.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help="seed of the split, the search and the trials (default %(default)s)",
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any recipe setting or space axis, the value in YAML: --set mixup=0.2 --set unfreeze_stages=[1,2] "
+        "--set 'lr={uniform: [1e-4, 1e-3]}' --set objectives=[val_acc,latency_ms] (repeatable)",
     )
     run.add_argument(
         "--smoke-test",
         action="store_true",
-        help="tiny sweep: 4 trials (one per architecture), 2 epochs, 300 training images",
+        help="tiny version of the recipe: one trial per architecture, 2 epochs, 300 training images",
     )
 
     where = p.add_argument_group("where things go")
@@ -146,56 +146,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "$MLFLOW_TRACKING_URI, else MLflow's local default sqlite:///mlflow.db in this directory)",
     )
     where.add_argument("--storage-path", help="Ray Tune results and checkpoints (default: Ray's, ~/ray_results)")
-    where.add_argument(
-        "--output-dir",
-        default=d.output_dir,
-        help="directory for the comparison table, under <experiment>/<sweep> (default: %(default)s)",
-    )
+    where.add_argument("--output-dir", help="directory for the comparison table, under <experiment>/<sweep>")
     where.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: start a local Ray")
     return p.parse_args(argv)
 
 
 def config_from_args(a: argparse.Namespace):
-    from sweeps.config import SMOKE, SearchSpace, SweepConfig
+    """The recipe, with the flags the user gave on top. Raises ConfigError naming the file or flag."""
+    from sweeps.config import SETTINGS, ConfigError, load_config, smoke, with_overrides
+    from trainables.config import TrialConfig
+    from trainables.registry import unknown_name_message
 
-    cfg = SweepConfig(
-        experiment=a.experiment,
-        data=a.data,
-        num_samples=a.num_samples,
-        max_epochs=a.max_epochs,
-        img_size=a.img_size or None,
-        batch_size=a.batch_size,
-        weights=a.weights,
-        cpus_per_trial=a.cpus_per_trial,
-        gpus_per_trial=a.gpus_per_trial,
-        asha=not a.no_asha,
-        grace_period=a.grace_period,
-        max_failures=a.max_failures,
-        seed=a.seed,
-        val_frac=a.val_frac,
-        test_frac=a.test_frac,
-        tracking_uri=a.tracking_uri,
-        storage_path=a.storage_path,
-        output_dir=a.output_dir,
-        address=a.address,
-        space=SearchSpace(
-            archs=tuple(a.archs),
-            freeze=tuple(a.freeze),
-            augment=tuple(a.augment),
-            lr_min=a.lr_range[0],
-            lr_max=a.lr_range[1],
-        ),
-    )
-    if a.smoke_test:
-        cfg = dataclasses.replace(cfg, **SMOKE)
-    return cfg
+    cfg = load_config(a.config)
+    given = vars(a)
+    out: dict[str, dict] = {"settings": {}, "space": {}}
+    flags: dict[str, str] = {}
+    for flag, (where, key) in OVERRIDES.items():
+        name = flag[2:].replace("-", "_")
+        if name in given:
+            value = given[name]
+            if key == "img_size" and value == 0:
+                value = None
+            out[where][key] = value
+            flags[key] = flag
+    if "lr_range" in given:
+        out["space"]["lr"] = {"loguniform": list(a.lr_range)}
+        flags["lr"] = "--lr-range"
+    if given.get("no_asha"):
+        out["settings"]["asha"] = False
+        flags["asha"] = "--no-asha"
+    for item in given.get("set", []):
+        key, value = parse_set(item)
+        if key not in TrialConfig.field_names() and key not in SETTINGS:
+            known = [*SETTINGS, *TrialConfig.field_names()]
+            raise ConfigError(f"--set {item}: {unknown_name_message('setting or trial parameter', key, known)}")
+        out["space" if key in TrialConfig.field_names() else "settings"][key] = value
+        flags[key] = f"--set {key}"
+    cfg = with_overrides(cfg, out["settings"], out["space"], flags)
+    return smoke(cfg) if given.get("smoke_test") else cfg
+
+
+def parse_set(item: str) -> tuple[str, object]:
+    """'KEY=VALUE' -> (key, YAML value). Which keys exist is checked with the rest of the recipe."""
+    import yaml
+
+    from sweeps.config import ConfigError
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set mixup=0.2")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item}: the value is not valid YAML: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sweeps.config import ConfigError
+
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except ValueError as e:  # a bad flag value: say which, before anything expensive starts
+    except ConfigError as e:  # a bad recipe or flag value: say which, before anything expensive starts
         print(f"error: {e}", file=sys.stderr)
         return 2
     from sweeps.run import run_sweep

@@ -9,15 +9,14 @@ from pathlib import Path
 import mlflow
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from analysis.compare import comparison_table, write_table
 from sweeps.config import SweepConfig
-from sweeps.space import param_space, starting_points
+from sweeps.space import num_trials, scheduler, search_algorithm
 from sweeps.tracking import MlflowTrialCallback, start_parent_run, ui_hint
 from trainables import metrics as M
 from trainables.data import DatasetSplits, limit_train, load_splits, split_fingerprint
+from trainables.models import build_model, input_size_of
 from trainables.trainable import train_classifier
 
 
@@ -47,31 +46,38 @@ def check_resources(cfg: SweepConfig, available: dict[str, float]) -> None:
     log(f"warning: {message}; trials wait until the autoscaler adds such nodes.")
 
 
+def check_models(cfg: SweepConfig, num_classes: int) -> None:
+    """Every (architecture, input size, weights) the space allows is built in the driver and runs one
+    image forward, before Ray starts: a model that cannot take an input size, or weights that cannot be
+    had, stop the sweep here with the combination named, not in every trial. For 'imagenet' this also
+    fills timm's cache, which the trials on this machine then read."""
+    import torch
+
+    for arch in cfg.archs:
+        for img_size in cfg.dim("img_size").candidates():
+            for weights in cfg.dim("weights").candidates():
+                if weights != "none":
+                    log(f"checking {arch} with weights={weights}")
+                model = build_model(arch, num_classes, img_size, weights)
+                size = input_size_of(model, img_size)
+                try:
+                    with torch.inference_mode():
+                        model.eval()(torch.zeros(1, 3, size, size))
+                except RuntimeError as e:
+                    raise ValueError(f"space: {arch} cannot take img_size={size}: {str(e)[:200]}") from None
+
+
 def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
     trainable = tune.with_resources(
         tune.with_parameters(train_classifier, splits=splits),  # put in Ray's object store once, not per trial
         {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
     )
-    search = OptunaSearch(points_to_evaluate=starting_points(cfg), seed=cfg.seed)
-    scheduler = (
-        ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=cfg.max_epochs,
-            grace_period=cfg.grace_period,
-            reduction_factor=2,
-        )
-        if cfg.asha
-        else FIFOScheduler()
-    )
     return tune.Tuner(
         trainable,
-        param_space=param_space(cfg),
         tune_config=tune.TuneConfig(
-            metric=M.SEARCH_METRIC,
-            mode=M.SEARCH_MODE,
-            search_alg=search,
-            scheduler=scheduler,
-            num_samples=cfg.num_samples,
+            search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
+            scheduler=scheduler(cfg),
+            num_samples=num_trials(cfg),
             trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['arch']}",  # Ray's default is ~200 chars
         ),
         run_config=tune.RunConfig(
@@ -94,6 +100,11 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = splits.summary()
+    try:
+        check_models(cfg, splits.num_classes)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     log(
         f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
         f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})"
@@ -113,18 +124,19 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         ray.shutdown()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log(f"Ray: {ray.cluster_resources()}; {cfg.num_samples} trials, up to {cfg.max_epochs} epochs each")
+    n = num_trials(cfg)
+    log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
+    objectives = " and ".join(f"{M.OBJECTIVES[o]} {o}" for o in cfg.objectives)
+    log(f"search: {cfg.search} ({objectives}), ASHA {'on' if cfg.asha else 'off'}, recipe {cfg.source}")
+    if cfg.search == "grid" and n < cfg.grid_size():
+        log(f"warning: num_samples={n} runs only {n} of the grid's {cfg.grid_size()} configurations")
 
     with start_parent_run(experiment, sweep_name, project_root) as parent:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": split_fingerprint(splits)})
-        mlflow.log_dict(
-            {
-                "param_space": {k: str(v) for k, v in param_space(cfg).items()},
-                "points_to_evaluate": starting_points(cfg),
-            },
-            "search_space.json",
-        )
+        mlflow.log_params({"trials_planned": n})
+        mlflow.log_dict(cfg.to_yaml_dict(), "sweep_config.yaml")  # the recipe as run, overrides applied
+        mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
         try:
             callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name)
             results = build_tuner(cfg, splits, sweep_name, callback).fit()

@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from sweeps.config import trial_params
 from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.models import family_of
@@ -43,6 +44,8 @@ def run_name(config: dict[str, Any]) -> str:
     freeze = config["freeze"]
     if freeze == "partial":
         freeze += str(config.get("unfreeze_stages", TrialConfig.unfreeze_stages))
+    if freeze == "gradual":
+        freeze += str(config.get("gradual_epochs", TrialConfig.gradual_epochs))
     return f"{config['arch']}-{freeze}-{config['augment']}-lr{lr}"
 
 
@@ -125,7 +128,7 @@ class MlflowTrialCallback(Callback):
             },
         )
         # Every TrialConfig field, the defaults the sweep did not set included: the run says what ran.
-        params = {**TrialConfig.from_dict(trial.config).to_dict(), "family": family_of(trial.config["arch"])}
+        params = {**trial_params(trial.config), "family": family_of(trial.config["arch"])}
         self.client.log_batch(run.info.run_id, params=_params(params))
         return run.info.run_id
 

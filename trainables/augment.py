@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from timm.data import create_transform
+from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
 from trainables.registry import Registry
@@ -50,8 +51,13 @@ def _trivialaugment(dc: dict[str, Any]) -> Transform:
     return T.Compose([crop_flip, T.TrivialAugmentWide(), to_tensor])
 
 
-def train_transform(policy: str, dc: dict[str, Any]) -> Transform:
-    return AUGMENT.get(policy)(dc)
+def train_transform(policy: str, dc: dict[str, Any], random_erasing: float = 0.0) -> Transform:
+    """The policy's transform; with ``random_erasing`` > 0, timm's RandomErasing (per-pixel noise, on
+    the normalised tensor) after it, whatever the policy."""
+    t = AUGMENT.get(policy)(dc)
+    if random_erasing > 0:
+        t = T.Compose([t, RandomErasing(probability=random_erasing, mode="pixel", device="cpu")])
+    return t
 
 
 def eval_transform(dc: dict[str, Any]) -> Transform:

@@ -12,7 +12,12 @@ from typing import Any
 
 from trainables.registry import unknown_name_message
 
-WEIGHTS = ("none", "imagenet")
+WEIGHTS = ("none", "imagenet")  # or a path to a local weights file with one of WEIGHT_FILE_SUFFIXES
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def is_weights_file(weights: str) -> bool:
+    return weights not in WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -20,17 +25,26 @@ class TrialConfig:
     arch: str = "resnet18"
     """timm model name, e.g. resnet18, efficientnet_b0, vit_tiny_patch16_224, convnext_atto."""
     weights: str = "none"
-    """'none' (random init) or 'imagenet' (timm's pretrained weights, from its hub cache or a download)."""
+    """'none' (random init), 'imagenet' (timm's pretrained weights, from its hub cache or a download), or
+    the path of a local weights file (.safetensors, or a torch state dict loaded with weights_only=True)."""
     img_size: int | None = 32
     """Square input size in pixels; None follows the model's pretrained config (e.g. 224)."""
     freeze: str = "full"
     """Freeze strategy name: see trainables.freeze.FREEZE."""
     unfreeze_stages: int = 1
     """For freeze='partial': how many of the last backbone stages train (the head always trains)."""
+    gradual_epochs: int = 1
+    """For freeze='gradual': epochs that train the head alone before the whole backbone is unfrozen."""
     backbone_lr_mult: float = 0.1
     """Backbone learning rate = lr * this (discriminative fine-tuning); the head gets lr."""
     augment: str = "light"
     """Training-split augmentation policy name: see trainables.augment.AUGMENT."""
+    random_erasing: float = 0.0
+    """Probability of timm's RandomErasing on each training image, after any policy; 0 = off."""
+    mixup: float = 0.0
+    """MixUp alpha (timm.data.Mixup) on training batches; 0 = off."""
+    cutmix: float = 0.0
+    """CutMix alpha (timm.data.Mixup) on training batches; 0 = off. With mixup, one of the two per batch."""
     lr: float = 1e-3
     """Peak head learning rate for AdamW, per batch of `batch_size` images."""
     weight_decay: float = 0.05
@@ -55,14 +69,32 @@ class TrialConfig:
 
         if not isinstance(self.arch, str) or not self.arch:
             raise ValueError(f"arch: expected a timm model name, got {self.arch!r}")
-        if self.weights not in WEIGHTS:
-            raise ValueError(f"weights: {self.weights!r} is not one of {', '.join(WEIGHTS)}")
+        if not isinstance(self.weights, str) or (
+            self.weights not in WEIGHTS and not self.weights.endswith(WEIGHT_FILE_SUFFIXES)
+        ):
+            raise ValueError(
+                f"weights: {self.weights!r} is neither {' nor '.join(WEIGHTS)} nor a weights file "
+                f"({', '.join(WEIGHT_FILE_SUFFIXES)})"
+            )
         if self.freeze not in FREEZE:
             raise ValueError(f"freeze: {unknown_name_message('freeze strategy', self.freeze, FREEZE.names())}")
         if self.augment not in AUGMENT:
             raise ValueError(f"augment: {unknown_name_message('augmentation policy', self.augment, AUGMENT.names())}")
         _positive(self, "lr", "batch_size", "max_epochs", "backbone_lr_mult")
-        _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "unfreeze_stages")
+        _non_negative(
+            self, "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "unfreeze_stages", "mixup", "cutmix"
+        )
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing: a probability in [0, 1], got {self.random_erasing}")
+        if self.mixes and self.batch_size % 2:
+            raise ValueError(
+                f"batch_size: MixUp/CutMix pair images within a batch; need an even size, got {self.batch_size}"
+            )
+        if self.freeze == "gradual" and not 1 <= self.gradual_epochs < self.max_epochs:
+            raise ValueError(
+                f"gradual_epochs: head-only epochs before unfreezing must be in [1, max_epochs), "
+                f"got {self.gradual_epochs} with max_epochs={self.max_epochs}"
+            )
         if self.img_size is not None and self.img_size < 8:
             raise ValueError(f"img_size: must be >= 8 pixels or None (follow the model), got {self.img_size}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -71,6 +103,11 @@ class TrialConfig:
             raise ValueError(
                 f"warmup_epochs ({self.warmup_epochs}) must be shorter than max_epochs ({self.max_epochs})"
             )
+
+    @property
+    def mixes(self) -> bool:
+        """MixUp or CutMix is on."""
+        return self.mixup > 0 or self.cutmix > 0
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 
@@ -21,8 +23,12 @@ from trainables import metrics as M
 from trainables.augment import eval_transform, train_transform
 from trainables.config import TrialConfig
 from trainables.data import DatasetSplits, ImageSamplesDataset
-from trainables.freeze import apply_freeze, param_groups
-from trainables.models import build_model, data_config
+from trainables.freeze import BackboneHold, apply_freeze, param_groups
+from trainables.latency import measure_latency
+from trainables.models import build_model, data_config, weights_source
+
+# In-trial latency (multi-objective search): shorter than the comparison table's, as it runs every trial.
+TRIAL_LATENCY_RUNS = dict(warmup=5, min_repeats=20, min_seconds=0.3)
 
 
 @dataclass
@@ -39,7 +45,10 @@ class Pieces:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: CosineLRScheduler
-    loss_fn: torch.nn.Module
+    loss_fn: torch.nn.Module  # validation and test: cross-entropy with label smoothing
+    train_loss_fn: torch.nn.Module  # the same, or soft-target cross-entropy when MixUp/CutMix mix labels
+    mixup: Mixup | None
+    hold: BackboneHold | None  # freeze='gradual': the head-only warm-up
     loaders: dict[str, DataLoader]
     data_config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)  # facts recorded as run parameters
@@ -48,7 +57,9 @@ class Pieces:
 def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Pieces:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, splits.num_classes, cfg.img_size, cfg.weights)
+    source = weights_source(model, cfg.weights)
     trainable = apply_freeze(model, cfg.freeze, cfg.unfreeze_stages)
+    hold = BackboneHold(model, trainable) if cfg.freeze == "gradual" else None
     dc = data_config(model, cfg.img_size)
     model.to(device)
     if device.type == "cuda":
@@ -80,9 +91,20 @@ def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Piec
         "trainable_param_count": n_trainable,
         "device": str(device),
         "amp_active": cfg.amp and device.type == "cuda",
+        "channels_last": device.type == "cuda",
+        "weights_source": source,
     }
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    return Pieces(model, optimizer, scheduler, loss_fn, loaders, dc, info)
+    mixup = None
+    if cfg.mixes:  # label smoothing moves into the mixed soft targets
+        mixup = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            label_smoothing=cfg.label_smoothing,
+            num_classes=splits.num_classes,
+        )
+    train_loss_fn = SoftTargetCrossEntropy() if mixup else loss_fn
+    return Pieces(model, optimizer, scheduler, loss_fn, train_loss_fn, mixup, hold, loaders, dc, info)
 
 
 def make_loaders(splits: DatasetSplits, cfg: TrialConfig, dc: dict, pin_memory: bool) -> dict[str, DataLoader]:
@@ -90,11 +112,11 @@ def make_loaders(splits: DatasetSplits, cfg: TrialConfig, dc: dict, pin_memory: 
     ev = eval_transform(dc)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin_memory)
     return {
-        # drop_last keeps BatchNorm away from a final batch of one image.
+        # drop_last keeps BatchNorm away from a final batch of one image, and MixUp's pairs whole.
         "train": DataLoader(
-            ImageSamplesDataset(splits.train, train_transform(cfg.augment, dc)),
+            ImageSamplesDataset(splits.train, train_transform(cfg.augment, dc, cfg.random_erasing)),
             shuffle=True,
-            drop_last=len(splits.train) > cfg.batch_size,
+            drop_last=len(splits.train) > cfg.batch_size or cfg.mixes,
             **common,
         ),
         "val": DataLoader(ImageSamplesDataset(splits.val, ev), shuffle=False, **common),
@@ -108,14 +130,19 @@ def _autocast(device: torch.device, amp: bool):
 
 def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updates: int) -> tuple[dict, int]:
     p.model.train()
+    if p.hold is not None:
+        p.hold.after_train_mode()
     loss_sum, correct, seen = 0.0, 0, 0
     for x, y in p.loaders["train"]:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        target = y
+        if p.mixup is not None:
+            x, target = p.mixup(x, y)  # soft targets; accuracy below is against the unmixed labels
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, cfg.amp):
             logits = p.model(x)
-            loss = p.loss_fn(logits, y)
+            loss = p.train_loss_fn(logits, target)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -170,8 +197,11 @@ def fit(
         start_epoch, num_updates, best = resume["epoch"], resume["num_updates"], resume["best"]
         p.scheduler.step_update(num_updates)
     k = splits.num_classes
+    latency_ms, _, _ = measure_latency(p.model, p.info["input_size"], device, **TRIAL_LATENCY_RUNS)
     for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
         _seed_epoch(cfg.seed, epoch)
+        if p.hold is not None:  # gradual: head alone for gradual_epochs, then everything
+            p.hold.hold() if epoch <= cfg.gradual_epochs else p.hold.release()
         t0 = time.perf_counter()
         train, num_updates = train_one_epoch(p, device, cfg, num_updates)
         t_train = time.perf_counter() - t0
@@ -201,6 +231,7 @@ def fit(
             M.LR: p.optimizer.param_groups[0]["lr"],
             M.EPOCH_TIME: epoch_time,
             M.THROUGHPUT: train["images"] / t_train,
+            M.LATENCY: latency_ms,
             M.BEST_VAL_ACC: best["val_acc"],
             M.BEST_EPOCH: best["epoch"],
             **best["test"],

@@ -48,6 +48,13 @@ def _frozen(groups: list[list[str]], unfreeze_stages: int) -> int:
     return 1
 
 
+# 'gradual' builds like 'full' (every parameter in the optimizer, the backbone at the lower rate); the
+# engine holds the backbone still for the first `gradual_epochs` with `hold_backbone`, then lets it go.
+@FREEZE.register("gradual")
+def _gradual(groups: list[list[str]], unfreeze_stages: int) -> int:
+    return len(groups)
+
+
 def apply_freeze(model: torch.nn.Module, strategy: str, unfreeze_stages: int = 1) -> TrainableParams:
     """Freeze in place everything the strategy leaves out, batch-norm running statistics included
     (timm swaps those layers for FrozenBatchNorm2d), and say which parameters train."""
@@ -76,6 +83,40 @@ def _fully_frozen_modules(model: torch.nn.Module, trainable: set[str]) -> list[s
         if pname not in trainable:
             p.requires_grad = False
     return out
+
+
+class BackboneHold:
+    """Head-only warm-up for the 'gradual' strategy: the backbone's parameters get no gradient and its
+    normalisation layers keep their running statistics, exactly as under 'frozen'; ``release()`` lets
+    the whole backbone train. Works by ``requires_grad`` and eval mode instead of swapping modules, so
+    the optimizer keeps the same parameters (AdamW skips those without a gradient)."""
+
+    def __init__(self, model: torch.nn.Module, tp: TrainableParams) -> None:
+        backbone = set(tp.backbone)
+        self.params = [p for n, p in model.named_parameters() if n in backbone]
+        self.norms = [
+            m
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            and all(f"{name}.{pn}" in backbone for pn, _ in m.named_parameters())
+        ]
+        self.held = False
+
+    def hold(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+        self.held = True
+
+    def release(self) -> None:
+        for p in self.params:
+            p.requires_grad_(True)
+        self.held = False
+
+    def after_train_mode(self) -> None:
+        """Call after ``model.train()``: held batch-norm layers stay in eval mode (statistics fixed)."""
+        if self.held:
+            for m in self.norms:
+                m.eval()
 
 
 def param_groups(model: torch.nn.Module, tp: TrainableParams, lr: float, backbone_lr_mult: float) -> list[dict]:

@@ -19,7 +19,8 @@ VAL_F1 = "val_f1"
 LR = "lr"  # head learning rate at the end of the epoch
 EPOCH_TIME = "epoch_time_s"  # wall seconds for train + validation of one epoch
 THROUGHPUT = "train_images_per_s"  # training images per wall second
-EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT)
+LATENCY = "latency_ms"  # batch-1 inference, median, timed inside the trial (shares the machine)
+EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT, LATENCY)
 
 # The trial's answer: the epoch that validation selected, and that epoch's model on the test split.
 BEST_VAL_ACC = "best_val_acc"
@@ -34,6 +35,8 @@ SUMMARY_METRICS = (BEST_VAL_ACC, BEST_EPOCH, *TEST_METRICS)
 # What the search optimises and ASHA compares trials on.
 SEARCH_METRIC = VAL_ACC
 SEARCH_MODE = "max"
+# Metrics a sweep may optimise (several at once: multi-objective), each with its direction.
+OBJECTIVES = {VAL_ACC: "max", VAL_F1: "max", LATENCY: "min"}
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:

@@ -1,11 +1,16 @@
-"""Models by timm name, the family each belongs to, and the preprocessing each one expects."""
+"""Models by timm name, the family each belongs to, where their weights come from, and the
+preprocessing each one expects."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+
+from trainables.config import is_weights_file
 
 # The four families the product exists to compare, recognised from timm's model names.
 FAMILY_PREFIXES = {
@@ -14,6 +19,26 @@ FAMILY_PREFIXES = {
     "vit": ("vit_", "deit"),
     "convnext": ("convnext",),
 }
+
+
+# Named presets, one model of each family per size, smallest first. Any timm name works too; these are
+# the ones the project compares by default and has measured (BENCHMARKS.md).
+ARCH_PRESETS = {
+    "tiny": ("resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto"),
+    "small": ("resnet34", "efficientnet_b1", "vit_small_patch16_224", "convnext_nano"),
+    "base": ("resnet50", "efficientnet_b2", "vit_base_patch16_224", "convnext_tiny"),
+}
+
+
+def expand_archs(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Preset names replaced by their models, duplicates dropped, order kept; every name checked."""
+    out: list[str] = []
+    for name in names:
+        for arch in ARCH_PRESETS.get(name, (name,)):
+            check_arch(arch)
+            if arch not in out:
+                out.append(arch)
+    return tuple(out)
 
 
 def family_of(arch: str) -> str:
@@ -31,7 +56,10 @@ def check_arch(arch: str) -> None:
 
         hint = closest(arch, timm.list_models(), n=5)
         did_you_mean = f" Closest timm names: {', '.join(hint)}." if hint else ""
-        raise ValueError(f"arch: timm has no model named {arch!r}.{did_you_mean} See timm.list_models().")
+        raise ValueError(
+            f"arch: timm has no model named {arch!r}.{did_you_mean} See timm.list_models(), "
+            f"or use a preset: {', '.join(ARCH_PRESETS)}."
+        )
 
 
 def needs_img_size(arch: str) -> bool:
@@ -40,21 +68,86 @@ def needs_img_size(arch: str) -> bool:
 
 
 def build_model(arch: str, num_classes: int, img_size: int | None, weights: str = "none") -> torch.nn.Module:
-    """A timm model with a fresh ``num_classes`` head; ViTs are built for ``img_size`` (timm resamples
-    pretrained position embeddings to it)."""
+    """A timm model with a fresh ``num_classes`` head. ``weights``: 'none', 'imagenet' (timm's hub,
+    cached under HF_HOME) or a local file, loaded by timm itself (safetensors, or torch.load with
+    weights_only=True; a classifier of another size is dropped). ViTs are built for ``img_size``, and
+    timm resamples pretrained position embeddings to it."""
     check_arch(arch)
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     if img_size is not None and needs_img_size(arch):
         kwargs["img_size"] = img_size
+    if weights == "none":
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    if is_weights_file(weights):
+        path = Path(weights).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"weights: no such file {str(path)!r} on {_host()}. On a cluster the file must exist at the same "
+                "path on every node (shared storage), or be baked into the node image."
+            )
+        try:
+            model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+            _check_covers(model, path)
+            return model
+        except Exception as e:  # noqa: BLE001 - a wrong or unsafe file reaches the user with the file named
+            raise ValueError(f"weights: {str(path)!r} does not load into {arch!r}: {type(e).__name__}: {e}") from e
     try:
-        return timm.create_model(arch, pretrained=weights == "imagenet", **kwargs)
+        return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as e:  # noqa: BLE001 - any download/cache failure reaches the user with the fix
-        if weights != "imagenet":
-            raise
         raise RuntimeError(
-            f"weights=imagenet: could not load timm's pretrained weights for {arch!r} ({type(e).__name__}: {e}). "
-            "Connect to the Hugging Face hub once to fill the cache (HF_HOME), or run with weights=none."
+            f"weights=imagenet: could not load timm's pretrained weights for {arch!r} "
+            f"({type(e).__name__}: {str(e)[:300]}). To fix: connect to the Hugging Face hub once so timm can "
+            "cache them (HF_HOME, default ~/.cache/huggingface; unset HF_HUB_OFFLINE), copy a filled cache to "
+            "this machine, point weights at a local file (.safetensors / .pth), or train from scratch with "
+            "weights=none."
         ) from e
+
+
+def _check_covers(model: torch.nn.Module, path: Path) -> None:
+    """The file must hold exactly the model's backbone. With a head of another size timm loads
+    non-strictly (it drops the old classifier), so a file of another architecture would otherwise load
+    nothing, or only the tensors whose names happen to match, and say nothing."""
+    from timm.models import load_state_dict
+
+    heads = model.pretrained_cfg.get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+
+    def backbone(keys) -> set[str]:
+        return {k for k in keys if not any(k.startswith(h + ".") for h in heads)}
+
+    want, have = backbone(model.state_dict()), backbone(load_state_dict(str(path)))
+    missing, extra = sorted(want - have), sorted(have - want)
+    if missing or extra:
+        raise KeyError(
+            f"the file does not match the model's backbone: {len(missing)} of its {len(want)} tensors missing "
+            f"(e.g. {', '.join(missing[:3]) or '-'}), {len(extra)} unexpected (e.g. {', '.join(extra[:3]) or '-'})"
+        )
+
+
+def weights_source(model: torch.nn.Module, weights: str) -> str:
+    """Where a model's initial weights came from, for the run's parameters: the hub id and tag timm
+    resolved, the file with its SHA-256 prefix, or random init."""
+    if weights == "none":
+        return "random init"
+    if is_weights_file(weights):
+        path = Path(weights).expanduser().resolve()
+        return f"file:{path} sha256:{file_sha256(path)[:16]}"
+    cfg = model.pretrained_cfg
+    return f"hf-hub:{cfg.get('hf_hub_id') or cfg.get('url') or cfg.get('architecture')}"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def data_config(model: torch.nn.Module, img_size: int | None) -> dict[str, Any]:

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.profile import count_flops, count_params, measure_latency, profile_model
+from analysis.profile import count_flops, count_params, profile_model
+from trainables.latency import measure_latency
 from trainables.models import build_model
 
 

@@ -33,6 +33,11 @@ def test_help_explains_every_flag():
         "--address",
         "--no-asha",
         "--max-failures",
+        "--config",
+        "--search",
+        "--img-size",
+        "--batch-size",
+        "--set",
     ]
     for flag in flags:
         assert flag in out.stdout, flag
@@ -42,7 +47,7 @@ def test_help_explains_every_flag():
 def test_smoke_test_flag_shrinks_the_sweep_but_keeps_every_family():
     cfg = config_from_args(parse_args(["--smoke-test"]))
     assert cfg.num_samples == 4 and cfg.max_epochs == 2 and cfg.train_limit == 300
-    assert len(cfg.space.archs) == 4
+    assert [p["arch"] for p in cfg.starting_points()] == list(cfg.archs) and len(cfg.archs) == 4
 
 
 @pytest.mark.parametrize(
@@ -52,10 +57,11 @@ def test_smoke_test_flag_shrinks_the_sweep_but_keeps_every_family():
             ["--archs", "resnet18", "convnxt_atto"],
             "timm has no model named 'convnxt_atto'. Closest timm names: convnext_atto",
         ),
-        (["--freeze", "ful"], "unknown freeze 'ful'. Did you mean 'full'?"),
+        (["--freeze", "ful"], "space.freeze: freeze: unknown freeze strategy 'ful'. Did you mean 'full'"),
         (["--augment"], None),  # argparse: a flag that needs values
-        (["--lr-range", "1e-2", "1e-4"], "need 0 < lr_min <= lr_max"),
+        (["--lr-range", "1e-2", "1e-4"], "need low < high"),
         (["--num-samples", "0"], "num_samples: must be >= 1"),
+        (["--search", "bayes"], None),  # argparse: not one of the choices
     ],
 )
 def test_bad_input_fails_fast_with_the_value_named(argv, message, capsys):
@@ -92,3 +98,10 @@ def test_tracking_addresses_stay_out_of_the_sweeps_parameters():
 
     flat = SweepConfig(tracking_uri="http://user:secret@127.0.0.1:5000", address="10.0.0.1:6379").flat()
     assert "secret" not in str(flat) and "tracking_uri" not in flat and "address" not in flat
+
+
+def test_a_model_that_cannot_take_the_input_size_is_refused_before_ray_starts(tmp_path, capsys):
+    argv = ["--archs", "resnet18", "convnext_atto", "--img-size", "24", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    assert main(argv) == 2
+    assert "space: convnext_atto cannot take img_size=24" in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()

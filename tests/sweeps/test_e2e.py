@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
 from sweeps.tracking import TRIAL_ID_TAG
 from tests.conftest import REPO
 from trainables import metrics as M
@@ -42,7 +43,7 @@ def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str) -> tuple[subprocess.Com
     return proc, uri
 
 
-def check_sweep_in_mlflow(uri: str, experiment: str) -> tuple[MlflowClient, list, list]:
+def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[MlflowClient, list, list]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
@@ -51,15 +52,19 @@ def check_sweep_in_mlflow(uri: str, experiment: str) -> tuple[MlflowClient, list
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert {c.data.tags[MLFLOW_PARENT_RUN_ID] for c in children} == {parent.info.run_id}
-    assert len(children) == 4 and {c.data.tags["family"] for c in children} == FAMILIES
-    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 4  # one run per trial, none twice
+    assert len(children) == trials and {c.data.tags["family"] for c in children} == FAMILIES
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == trials  # one run per trial, none twice
     for c in children:
         assert c.info.status == "FINISHED", c.info.run_name
-        assert set(TrialConfig.field_names()) <= set(c.data.params)  # every trial parameter, defaults included
+        # every trial parameter, defaults included; a conditional one only under its freeze strategy
+        expected = set(TrialConfig.field_names()) - set(CONDITIONAL)
+        assert expected <= set(c.data.params)
+        assert ("unfreeze_stages" in c.data.params) == (c.data.params["freeze"] == "partial")
+        assert ("gradual_epochs" in c.data.params) == (c.data.params["freeze"] == "gradual")
         assert c.data.tags["device"] == "cpu" and c.data.tags["hostname"]
         assert c.info.run_name.startswith(c.data.params["arch"] + "-" + c.data.params["freeze"])
         epochs = int(c.data.metrics["epochs_run"])
-        for key in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME):
+        for key in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME, M.LATENCY):
             steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
             assert sorted(steps) == list(range(1, epochs + 1)), (key, steps)  # gap-free, no duplicates
         for key in M.SUMMARY_METRICS:
@@ -98,3 +103,24 @@ def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
     assert parent.data.params["num_classes"] == "3"
     assert {c.data.params["num_classes"] for c in children} == {"3"}
     assert len(read_table(tmp_path)) == 4
+
+
+# Flags each recipe needs to run here (2 CPU cores, no GPU, no network): what they change is the
+# machine-bound part; the search space, search mode and objectives stay the recipe's own.
+OFFLINE_CPU = {
+    "finetune-imagenet": ["--weights", "none", "--img-size", "32", "--gpus-per-trial", "0", "--cpus-per-trial", "1"],
+}
+OTHER_RECIPES = [p for p in sorted(CONFIG_DIR.glob("*.yaml")) if p != DEFAULT_CONFIG]  # the default: above
+
+
+@pytest.mark.parametrize("recipe", OTHER_RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_runs_as_a_smoke_sweep(tmp_path, ray_tmp, recipe):
+    cfg = load_config(recipe)
+    extra = OFFLINE_CPU.get(recipe.stem, [])
+    proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem, *extra)
+    client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=len(cfg.archs))
+    assert parent.data.params["search"] == cfg.search
+    assert parent.data.params["objectives"] == str(cfg.objectives)
+    assert {c.data.params["arch"] for c in children} == set(cfg.archs)
+    assert f"search: {cfg.search}" in proc.stdout
+    assert len(read_table(tmp_path)) == len(cfg.archs)

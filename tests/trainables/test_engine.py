@@ -6,7 +6,7 @@ import torch
 from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.data import limit_train, load_digits
-from trainables.engine import fit
+from trainables.engine import build, fit
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,39 @@ def test_resuming_from_a_saved_state_continues_the_same_run(small_digits):
     for a, b in zip(straight[1:], resumed, strict=True):
         for k in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_LOSS, M.LR, M.BEST_VAL_ACC, M.TEST_ACC):
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7), k
+
+
+def test_gradual_holds_the_backbone_for_its_epochs_then_trains_it(small_digits):
+    """freeze='gradual', gradual_epochs=1: epoch 1 trains the head alone (backbone weights and batch-norm
+    statistics exactly as initialised, weight decay included); epoch 2 trains the backbone too."""
+    cfg = _cfg(arch="resnet18", freeze="gradual", gradual_epochs=1, max_epochs=2)
+    keys = ("layer1.0.conv1.weight", "layer4.1.conv2.weight", "bn1.running_mean", "layer2.0.bn1.weight", "fc.weight")
+    initial = build(cfg, small_digits, torch.device("cpu")).model.state_dict()  # same seed, same init
+    initial = {k: initial[k].clone() for k in keys}
+    # the state holds live references to the model's tensors: copy each epoch's before the next runs
+    per_epoch = [{k: r.state["model"][k].clone() for k in keys} for r in fit(cfg, small_digits, torch.device("cpu"))]
+    assert len(per_epoch) == 2
+    after1, after2 = per_epoch
+    for k in keys[:-1]:
+        assert torch.equal(after1[k], initial[k]), f"{k} moved while the backbone was held"
+        assert not torch.equal(after2[k], after1[k]), f"{k} did not train after the backbone was released"
+    assert not torch.equal(after1["fc.weight"], initial["fc.weight"])  # the head trained from epoch 1
+
+
+def test_a_gradual_trial_resumed_while_held_releases_the_backbone_on_time(small_digits):
+    """Restored from its epoch-1 checkpoint (backbone held, no optimizer state for it yet), a gradual
+    trial's epoch 2 (backbone released) is the uninterrupted run's epoch 2."""
+    cfg = _cfg(arch="resnet18", freeze="gradual", gradual_epochs=1, max_epochs=2)
+    cpu = torch.device("cpu")
+    straight = []
+    for r in fit(cfg, small_digits, cpu):
+        straight.append((r.metrics, r.state["model"]["layer1.0.conv1.weight"].clone()))
+    buf = io.BytesIO()
+    torch.save(next(iter(fit(cfg, small_digits, cpu))).state, buf)
+    buf.seek(0)
+    (resumed,) = list(fit(cfg, small_digits, cpu, resume=torch.load(buf, weights_only=True)))
+    assert resumed.metrics[M.EPOCH] == 2
+    for k in (M.TRAIN_LOSS, M.VAL_LOSS, M.LR):
+        assert resumed.metrics[k] == pytest.approx(straight[1][0][k], rel=1e-5, abs=1e-7), k
+    assert not torch.equal(straight[0][1], straight[1][1])  # the backbone trained in epoch 2 ...
+    assert torch.allclose(resumed.state["model"]["layer1.0.conv1.weight"], straight[1][1], atol=1e-6)  # ... alike

@@ -1,0 +1,268 @@
+"""Sweep recipes: every shipped YAML is valid, every mistake is named (file, key, what is allowed) before
+Ray starts, and the search modes explore the space they are given, conditional parameters included."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from sweeps.classify import config_from_args, main, parse_args
+from sweeps.config import CONFIG_DIR, DEFAULT_CONFIG, ConfigError, config_from_dict, load_config, smoke
+from sweeps.space import DefineByRun, num_trials, sampler, scheduler, search_algorithm
+from trainables import metrics as M
+from trainables.config import TrialConfig
+from trainables.models import ARCH_PRESETS
+
+RECIPES = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates_and_its_starting_points_fit_its_space(recipe):
+    cfg = load_config(recipe)
+    points = cfg.starting_points()
+    assert [p["arch"] for p in points] == list(cfg.archs)  # one per architecture, every family present
+    for p in points:
+        TrialConfig(**{**cfg.trial_constants(), **p})  # each starting point is a valid trial
+    assert smoke(cfg).num_samples == len(cfg.archs)
+
+
+def test_the_default_recipe_is_the_quickstart_and_crosses_every_axis():
+    cfg = config_from_args(parse_args([]))
+    assert cfg.source == str(DEFAULT_CONFIG)
+    assert cfg.archs == ARCH_PRESETS["tiny"]
+    assert set(cfg.dim("freeze").values) == {"full", "partial", "frozen", "gradual"}
+    assert set(cfg.dim("augment").values) == {"none", "light", "randaugment", "trivialaugment"}
+    assert cfg.dim("lr").kind == "loguniform" and cfg.search == "tpe" and cfg.asha
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "space:\n  arch: resnet18\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "space:\n  arch: [resnet18, convnxt_atto]\n",
+            r"space\.arch: timm has no model named 'convnxt_atto'\. "
+            r"Closest timm names: convnext_atto",
+        ),
+        (BASE + "  lr: -0.001\n", r"space\.lr: lr: must be > 0, got -0\.001"),
+        (BASE + "  lr: {loguniform: [-1.0e-3, 1.0e-2]}\n", r"space\.lr\.loguniform: low must be > 0"),
+        (BASE + "  lr: {loguniform: [1.0e-2, 1.0e-3]}\n", r"space\.lr\.loguniform: need low < high"),
+        (BASE + "  augment: []\n", r"space\.augment: the list of choices is empty"),
+        (
+            BASE + "  freeze: [full, partail]\n",
+            r"space\.freeze: freeze: unknown freeze strategy 'partail'\. "
+            r"Did you mean 'partial'",
+        ),
+        (
+            BASE + "  weights: /nonexistent/w.safetensors\n",
+            r"space\.weights: no such file '/nonexistent/w\.safetensors'",
+        ),
+        (BASE + "  weights: imagenet21k\n", r"space\.weights: weights: 'imagenet21k' is neither none nor imagenet"),
+        (BASE + "  learning_rate: 0.1\n", r"space: unknown trial parameter 'learning_rate'"),
+        (BASE + "  batch_size: '32'\n", r"space\.batch_size: expected an integer, got '32'"),
+        (BASE + "  max_epochs: 3\n", r"space\.max_epochs: set by the sweep; use the top-level key 'max_epochs'"),
+        (
+            BASE + "  freeze: full\n  unfreeze_stages: [1, 2]\n",
+            r"space\.unfreeze_stages: only used when freeze is 'partial', and space\.freeze never is",
+        ),
+        ("num_sample: 3\n" + BASE, r"unknown setting 'num_sample'\. Did you mean 'num_samples'"),
+        ("num_samples: 0\n" + BASE, r"num_samples: must be >= 1"),
+        ("search: bayes\n" + BASE, r"search: unknown search algorithm 'bayes'.*Allowed: grid, random, tpe"),
+        (
+            "search: grid\n" + BASE + "  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
+            r"search: 'grid' needs every axis to be a value or a list of values; lr is a continuous range",
+        ),
+        (
+            "search: grid\nnum_samples: 5\n" + BASE + "  freeze: [full, frozen]\n",
+            r"num_samples: the grid has 2 configurations",
+        ),
+        ("num_samples: null\n" + BASE, r"num_samples: null \(the whole grid\) needs search: grid"),
+        ("objectives: [val_acc, speed]\n" + BASE, r"objectives: unknown objective 'speed'"),
+        ("objectives: [latency_ms]\n" + BASE, r"objectives: ASHA stops trials on the first objective"),
+        (
+            "points_to_evaluate: [{arch: resnet18, freeze: gradual}]\n" + BASE + "  freeze: [full, frozen]\n",
+            r"points_to_evaluate\[0\]\.freeze: 'gradual' is outside space\.freeze",
+        ),
+        (
+            "max_epochs: 2\n" + BASE + "  freeze: [full, gradual]\n  gradual_epochs: 2\n",
+            r"space\.\w+: gradual_epochs: head-only epochs before unfreezing must be in \[1, max_epochs\)",
+        ),
+        ("space: {}\n", r"space: expected a mapping"),
+        ("space:\n  freeze: full\n", r"space\.arch: the architectures to compare are required"),
+    ],
+)
+def test_a_recipe_mistake_names_the_file_the_key_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+def test_a_bad_recipe_stops_the_script_before_ray_or_mlflow_start(tmp_path, capsys):
+    path = write(tmp_path, BASE + "  lr: -1.0\n")
+    assert main(["--config", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}" in err and "space.lr" in err
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_a_missing_recipe_lists_the_shipped_ones(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no such config file" in err and "quickstart.yaml" in err
+
+
+def test_flags_override_the_recipe_and_errors_name_the_flag():
+    cfg = config_from_args(
+        parse_args(
+            [
+                "--num-samples",
+                "5",
+                "--max-epochs",
+                "3",
+                "--gpus-per-trial",
+                "0",
+                "--cpus-per-trial",
+                "2",
+                "--archs",
+                "resnet18",
+                "small",
+                "--weights",
+                "none",
+                "--img-size",
+                "0",
+                "--no-asha",
+            ]
+        )
+    )
+    assert (cfg.num_samples, cfg.max_epochs, cfg.cpus_per_trial, cfg.asha) == (5, 3, 2.0, False)
+    assert cfg.archs == ("resnet18", *[a for a in ARCH_PRESETS["small"]])  # presets expand, order kept
+    assert cfg.dim("img_size").values == (None,)  # 0: each model's own size
+    with pytest.raises(ConfigError, match=r"with --num-samples: num_samples: must be >= 1 or null, got 0"):
+        config_from_args(parse_args(["--num-samples", "0"]))
+    with pytest.raises(ConfigError, match=r"with --lr-range: space\.lr\.loguniform: need low < high"):
+        config_from_args(parse_args(["--lr-range", "1e-2", "1e-4"]))
+
+
+def test_narrowing_freeze_on_the_command_line_drops_the_recipes_partial_settings_and_says_so(capsys):
+    cfg = config_from_args(parse_args(["--freeze", "full", "frozen"]))
+    assert "unfreeze_stages" not in cfg.space and "gradual_epochs" not in cfg.space
+    out = capsys.readouterr().out
+    assert "--freeze has no 'partial': the recipe's space.unfreeze_stages is not used" in out
+
+
+def test_any_axis_can_be_set_from_the_command_line():
+    cfg = config_from_args(
+        parse_args(
+            [
+                "--set",
+                "mixup=0.2",
+                "--set",
+                "cutmix=[0.0, 1.0]",
+                "--set",
+                "random_erasing=0.25",
+                "--set",
+                "unfreeze_stages=[1,2,3]",
+                "--set",
+                "objectives=[val_acc, latency_ms]",
+                "--set",
+                "search=random",
+                "--set",
+                "backbone_lr_mult={loguniform: [0.01, 0.3]}",
+            ]
+        )
+    )
+    assert cfg.dim("mixup").values == (0.2,) and cfg.dim("cutmix").values == (0.0, 1.0)
+    assert cfg.dim("unfreeze_stages").values == (1, 2, 3) and cfg.dim("backbone_lr_mult").kind == "loguniform"
+    assert cfg.objectives == ("val_acc", "latency_ms") and cfg.search == "random"
+    with pytest.raises(
+        ConfigError,
+        match=r"--set mixpu=0.2: unknown setting or trial parameter 'mixpu'\. "
+        r"Did you mean 'mixup'",
+    ):
+        config_from_args(parse_args(["--set", "mixpu=0.2"]))
+    with pytest.raises(ConfigError, match=r"with --set cutmix: space\.cutmix: cutmix: must be >= 0"):
+        config_from_args(parse_args(["--set", "cutmix=-1"]))
+
+
+def test_numbers_written_like_1e_3_are_read_as_numbers(tmp_path):
+    cfg = load_config(write(tmp_path, BASE + "  lr: 1e-3\n  weight_decay: [0, 5e-2]\n"))
+    assert cfg.dim("lr").values == (0.001,)
+    assert cfg.dim("weight_decay").values == (0.0, 0.05)
+
+
+def _ask(cfg, n: int, study: optuna.Study | None = None) -> list[dict]:
+    study = study or optuna.create_study(sampler=sampler(cfg), direction="maximize")
+    space = DefineByRun(cfg)
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        fixed = space(trial)
+        out.append({**trial.params, **fixed})
+        study.tell(trial, 0.5)
+    return out
+
+
+def test_conditional_parameters_exist_only_under_their_freeze_strategy():
+    cfg = config_from_dict(
+        {
+            "search": "random",
+            "space": {
+                "arch": "resnet18",
+                "freeze": ["full", "partial", "frozen", "gradual"],
+                "unfreeze_stages": [1, 2, 3],
+                "gradual_epochs": 2,
+                "lr": {"loguniform": [1e-4, 1e-2]},
+            },
+        }
+    )
+    configs = _ask(cfg, 60)
+    assert {c["freeze"] for c in configs} == {"full", "partial", "frozen", "gradual"}
+    for c in configs:
+        assert ("unfreeze_stages" in c) == (c["freeze"] == "partial"), c
+        assert ("gradual_epochs" in c) == (c["freeze"] == "gradual"), c
+        assert 1e-4 <= c["lr"] <= 1e-2
+        TrialConfig(**{**c, "max_epochs": cfg.max_epochs})
+    assert {c["unfreeze_stages"] for c in configs if "unfreeze_stages" in c} == {1, 2, 3}
+
+
+def test_grid_search_runs_each_combination_exactly_once():
+    cfg = load_config(CONFIG_DIR / "grid.yaml")
+    assert cfg.grid_size() == num_trials(cfg) == 16
+    key = lambda c: tuple(sorted((k, str(v)) for k, v in c.items()))  # noqa: E731
+    asked = [{k: v for k, v in c.items() if k not in ("max_epochs", "seed")} for c in _ask(cfg, 16)]
+    assert sorted(map(key, asked)) == sorted(map(key, cfg.grid()))
+
+
+def test_multi_objective_search_trades_accuracy_against_latency():
+    cfg = load_config(CONFIG_DIR / "accuracy-vs-latency.yaml")
+    search = search_algorithm(cfg)
+    assert search.metric == [M.VAL_ACC, M.LATENCY] and search.mode == ["max", "min"]
+    asha = scheduler(cfg)
+    assert asha.metric == M.VAL_ACC  # ASHA compares trials on the first objective
+    yaml.safe_dump(cfg.to_yaml_dict())  # the recipe as run is loggable
+
+
+def test_search_modes_pick_their_optuna_sampler():
+    for mode, cls in [
+        ("tpe", optuna.samplers.TPESampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("grid", optuna.samplers.BruteForceSampler),
+    ]:
+        cfg = config_from_dict(
+            {
+                "search": mode,
+                "num_samples": 2 if mode != "grid" else None,
+                "space": {"arch": ["resnet18", "convnext_atto"]},
+            }
+        )
+        assert isinstance(sampler(cfg), cls)

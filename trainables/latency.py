@@ -1,0 +1,50 @@
+"""Batch-1 inference latency, timed the same way wherever it is measured.
+
+The comparison table (analysis.profile) times each architecture's best model after all trials ended,
+with the machine to itself. A multi-objective sweep also times every trial's model inside the trial,
+so the search can trade accuracy against speed; those numbers share the machine with other trials.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+LATENCY_WARMUP = 10  # untimed runs first: allocator, caches and lazy init settle
+LATENCY_MIN_REPEATS = 30  # timed runs at least ...
+LATENCY_MIN_SECONDS = 1.0  # ... and for at least this long, so fast models get many samples
+
+
+def measure_latency(
+    model: torch.nn.Module,
+    input_size: int,
+    device: torch.device | str = "cpu",
+    warmup: int = LATENCY_WARMUP,
+    min_repeats: int = LATENCY_MIN_REPEATS,
+    min_seconds: float = LATENCY_MIN_SECONDS,
+) -> tuple[float, float, int]:
+    """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
+    ``min_seconds`` are reached so fast models get enough samples for a stable median."""
+    device = torch.device(device)
+    model.eval().to(device)
+    x = torch.randn(1, 3, input_size, input_size, device=device)
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # CUDA launches are asynchronous: time the work, not the launch
+        return (time.perf_counter() - t0) * 1e3
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            once()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+            times.append(once())
+    times.sort()
+    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return statistics.median(times), p90, len(times)
