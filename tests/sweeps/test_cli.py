@@ -1,5 +1,6 @@
 """The entry script's command line: it explains itself and refuses bad input before Ray starts."""
 
+import os
 import subprocess
 import sys
 
@@ -104,4 +105,19 @@ def test_a_model_that_cannot_take_the_input_size_is_refused_before_ray_starts(tm
     argv = ["--archs", "resnet18", "convnext_atto", "--img-size", "24", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
     assert main(argv) == 2
     assert "space: convnext_atto cannot take img_size=24" in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_imagenet_weights_that_cannot_be_had_stop_the_sweep_before_ray_starts(tmp_path):
+    """Offline with an empty cache: the script exits 2 with the fix, having tracked and started nothing.
+    (A fresh interpreter: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when imported.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "RAY_ADDRESS"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    argv = ["--weights", "imagenet", "--archs", "resnet18", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, *argv], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "weights=imagenet: could not load timm's pretrained weights for 'resnet18'" in proc.stderr
+    assert "weights=none" in proc.stderr and "Ray" not in proc.stdout.replace("[sweep]", "")
     assert not (tmp_path / "m.db").exists()

@@ -62,6 +62,7 @@ def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[M
         assert ("unfreeze_stages" in c.data.params) == (c.data.params["freeze"] == "partial")
         assert ("gradual_epochs" in c.data.params) == (c.data.params["freeze"] == "gradual")
         assert c.data.tags["device"] == "cpu" and c.data.tags["hostname"]
+        assert c.data.params["weights"] == "none" and c.data.params["weights_source"] == "random init"
         assert c.info.run_name.startswith(c.data.params["arch"] + "-" + c.data.params["freeze"])
         epochs = int(c.data.metrics["epochs_run"])
         for key in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME, M.LATENCY):
