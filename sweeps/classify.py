@@ -5,11 +5,15 @@ learning rate, is best for these images, and what does each cost to run?
     python sweeps/classify.py --data ~/my_images  # your ImageFolder directory (root/<class>/<image>)
     python sweeps/classify.py --config sweeps/configs/grid.yaml   # another recipe
     python sweeps/classify.py --smoke-test        # a tiny sweep in about a minute
+    python sweeps/classify.py --resume ~/ray_results/sweep-20261123-101500   # continue an interrupted sweep
 
 A sweep is a YAML recipe (--config, default sweeps/configs/quickstart.yaml); the flags below override
 its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops laggards), each trial
-is an MLflow run nested under one run for the sweep, and the comparison table is printed, saved and
-logged at the end.
+is an MLflow run nested under one run for the sweep (with its confusion matrix, per-class report,
+learning curves, best checkpoint and model), the comparison table is printed, saved and logged at the
+end, and the best model becomes the 'champion' alias in the MLflow Model Registry.
+
+Ctrl-C stops a sweep cleanly (press it once and wait); --resume continues it in the same MLflow runs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ OVERRIDES = {
     "--seed": ("settings", "seed"),
     "--experiment": ("settings", "experiment"),
     "--tracking-uri": ("settings", "tracking_uri"),
+    "--registered-model": ("settings", "registered_model"),
     "--storage-path": ("settings", "storage_path"),
     "--output-dir": ("settings", "output_dir"),
     "--address": ("settings", "address"),
@@ -145,9 +150,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: "
         "$MLFLOW_TRACKING_URI, else MLflow's local default sqlite:///mlflow.db in this directory)",
     )
-    where.add_argument("--storage-path", help="Ray Tune results and checkpoints (default: Ray's, ~/ray_results)")
+    where.add_argument(
+        "--registered-model",
+        metavar="NAME",
+        help="Model Registry name whose 'champion' alias gets the sweep's best model (default: the experiment name)",
+    )
+    where.add_argument(
+        "--storage-path", help="Ray Tune results and checkpoints, one directory per sweep (default: ~/ray_results)"
+    )
     where.add_argument("--output-dir", help="directory for the comparison table, under <experiment>/<sweep>")
     where.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: start a local Ray")
+    where.add_argument(
+        "--resume",
+        metavar="SWEEP_DIR",
+        help="continue an interrupted sweep from its directory (printed when it started and when it stopped): "
+        "the same MLflow runs, finished trials kept, unfinished ones from their last checkpoint. "
+        "Only --address may be given with it.",
+    )
     return p.parse_args(argv)
 
 
@@ -202,9 +221,19 @@ def parse_set(item: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweeps.config import ConfigError
+    from sweeps.config import DEFAULT_CONFIG, ConfigError
 
     args = parse_args(argv)
+    if "resume" in args:
+        others = [k for k in vars(args) if k not in ("resume", "address", "config")]
+        others += ["config"] if args.config != str(DEFAULT_CONFIG) else []
+        if others:
+            flags = ", ".join("--" + k.replace("_", "-") for k in others)
+            print(f"error: --resume continues a sweep as it was set up; {flags} cannot change it", file=sys.stderr)
+            return 2
+        from sweeps.run import resume_sweep
+
+        return resume_sweep(Path(args.resume), getattr(args, "address", None), PROJECT_ROOT)
     try:
         cfg = config_from_args(args)
     except ConfigError as e:  # a bad recipe or flag value: say which, before anything expensive starts

@@ -147,6 +147,10 @@ class SweepConfig:
     """Times Ray Tune retries a crashed trial from its last checkpoint."""
     tracking_uri: str | None = None
     """MLflow tracking URI; None: MLflow's own resolution (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
+    tracking_wait_s: float = 900.0
+    """How long the end of a sweep waits for a tracking server that went away to take the last writes."""
+    registered_model: str | None = None
+    """Model Registry name under which the sweep's best model becomes the 'champion'; None: the experiment's."""
     storage_path: str | None = None
     """Where Ray Tune keeps trial checkpoints; None: Ray's default (~/ray_results)."""
     output_dir: str = "reports"
@@ -167,6 +171,7 @@ class SweepConfig:
             _check(self.search == "grid", "num_samples", "null (the whole grid) needs search: grid; give a number")
         _check(self.cpus_per_trial > 0, "cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}")
         _check(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
+        _check(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
         _check(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
         ok = 0 < self.val_frac < 1 and 0 < self.test_frac < 1 and self.val_frac + self.test_frac < 1
         _check(ok, "val_frac/test_frac", f"each in (0, 1) and sum < 1, got {self.val_frac}, {self.test_frac}")
@@ -304,9 +309,12 @@ class SweepConfig:
         )
         return {**d, **{f"space.{k}": v.describe() for k, v in self.space.items()}}
 
-    def to_yaml_dict(self) -> dict[str, Any]:
-        """The config as a recipe again (the sweep logs it, so a run can be repeated from its record)."""
+    def to_yaml_dict(self, addresses: bool = True) -> dict[str, Any]:
+        """The config as a recipe again (the sweep logs it, so a run can be repeated from its record);
+        ``addresses=False`` leaves out the tracking URI and Ray address, which can carry credentials."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("space", "source")}
+        if not addresses:
+            del d["tracking_uri"], d["address"]
         d["objectives"] = list(self.objectives)
         if not isinstance(self.points_to_evaluate, str):
             d["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]

@@ -1,7 +1,10 @@
-"""Run one classification sweep: data -> MLflow parent run -> Ray Tune -> comparison table."""
+"""Run one classification sweep: data -> MLflow parent run -> Ray Tune -> comparison table -> the
+champion in the Model Registry; or resume an interrupted one from its Ray Tune experiment directory."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,13 +14,26 @@ import ray
 from ray import tune
 
 from analysis.compare import comparison_table, write_table
-from sweeps.config import SweepConfig
+from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.space import num_trials, scheduler, search_algorithm
-from sweeps.tracking import MlflowTrialCallback, start_parent_run, ui_hint
+from sweeps.tracking import (
+    TrackingUnavailable,
+    check_tracking_server,
+    register_champion,
+    reopen_parent_run,
+    start_parent_run,
+    ui_hint,
+)
+from sweeps.trial_runs import MlflowTrialCallback, TrackingIncomplete
 from trainables import metrics as M
 from trainables.data import DatasetSplits, limit_train, load_splits, split_fingerprint
 from trainables.models import build_model, input_size_of
 from trainables.trainable import train_classifier
+
+# Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues.
+SWEEP_FILE = "cvsweep.json"
+RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied
+DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 
 
 def log(msg: str) -> None:
@@ -68,12 +84,8 @@ def check_models(cfg: SweepConfig, num_classes: int) -> None:
 
 
 def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
-    trainable = tune.with_resources(
-        tune.with_parameters(train_classifier, splits=splits),  # put in Ray's object store once, not per trial
-        {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
-    )
     return tune.Tuner(
-        trainable,
+        trainable_of(cfg, splits),
         tune_config=tune.TuneConfig(
             search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
             scheduler=scheduler(cfg),
@@ -82,48 +94,66 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
         ),
         run_config=tune.RunConfig(
             name=sweep_name,
-            storage_path=str(Path(cfg.storage_path).resolve()) if cfg.storage_path else None,
+            storage_path=str(storage_root(cfg)),
             callbacks=[callback],
-            # Two kept: the latest to resume from, and the one before while the latest is being written.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # One kept: Tune registers a checkpoint only once it is fully written, then drops the older one.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             verbose=1,
         ),
     )
 
 
-def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
-    t0 = time.perf_counter()
-    try:
-        splits = prepare_data(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    s = splits.summary()
-    try:
-        check_models(cfg, splits.num_classes)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    log(
-        f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
-        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})"
+def trainable_of(cfg: SweepConfig, splits: DatasetSplits):
+    return tune.with_resources(
+        tune.with_parameters(train_classifier, splits=splits),  # put in Ray's object store once, not per trial
+        {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
     )
 
-    if cfg.tracking_uri:
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-    tracking_uri = mlflow.get_tracking_uri()
-    experiment = cfg.experiment or f"classify-{splits.name}"
-    sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
-    log(f"MLflow: {tracking_uri}, experiment {experiment!r}")
 
+def storage_root(cfg: SweepConfig) -> Path:
+    return Path(cfg.storage_path or DEFAULT_STORAGE).expanduser().resolve()
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def start_ray(cfg: SweepConfig) -> str | None:
+    """Start or join Ray; the error message if the cluster cannot run one trial (Ray is shut down then)."""
     ray.init(address=cfg.address)
     try:
         check_resources(cfg, ray.cluster_resources())
     except ValueError as e:
         ray.shutdown()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return str(e)
+    return None
+
+
+def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
+    t0 = time.perf_counter()
+    if cfg.tracking_uri:
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+    tracking_uri = mlflow.get_tracking_uri()
+    try:
+        check_tracking_server(tracking_uri)
+        splits = prepare_data(cfg)
+        check_models(cfg, splits.num_classes)
+    except (TrackingUnavailable, FileNotFoundError, ValueError, RuntimeError) as e:
+        return fail(str(e))
+    s = splits.summary()
+    log(
+        f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
+        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})"
+    )
+    experiment = cfg.experiment or f"classify-{splits.name}"
+    sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
+    exp_dir = storage_root(cfg) / sweep_name
+    log(f"MLflow: {tracking_uri}, experiment {experiment!r}")
+
+    if error := start_ray(cfg):
+        return fail(error)
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
     objectives = " and ".join(f"{M.OBJECTIVES[o]} {o}" for o in cfg.objectives)
@@ -133,32 +163,135 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
 
     with start_parent_run(experiment, sweep_name, project_root) as parent:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
-        mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": split_fingerprint(splits)})
+        fingerprint = split_fingerprint(splits)
+        mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": fingerprint})
         mlflow.log_params({"trials_planned": n})
-        mlflow.log_dict(cfg.to_yaml_dict(), "sweep_config.yaml")  # the recipe as run, overrides applied
+        mlflow.log_dict(cfg.to_yaml_dict(addresses=False), RECIPE_FILE)
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
-        try:
-            callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name)
-            results = build_tuner(cfg, splits, sweep_name, callback).fit()
-        finally:
-            ray.shutdown()  # before profiling: latency is measured with the machine to itself
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        (exp_dir / RECIPE_FILE).write_text(_yaml(cfg.to_yaml_dict()))
+        sweep = {
+            "tracking_uri": tracking_uri,
+            "experiment": experiment,
+            "experiment_id": exp_id,
+            "parent_run_id": parent_id,
+            "sweep_name": sweep_name,
+            "split_fingerprint": fingerprint,
+        }
+        (exp_dir / SWEEP_FILE).write_text(json.dumps(sweep, indent=2))
+        log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
+        callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s)
+        tuner = build_tuner(cfg, splits, sweep_name, callback)
+        return finish(cfg, tuner, sweep, exp_dir, t0)
 
-        errors = [r for r in results if r.error]
-        mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})
-        log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each architecture")
 
-        table, prof = comparison_table(exp_id, parent_id)
-        out_dir = Path(cfg.output_dir) / experiment / sweep_name
-        md, csv = write_table(table, prof, out_dir, f"{experiment} / {sweep_name}")
-        mlflow.log_artifact(str(md), "comparison")
-        mlflow.log_artifact(str(csv), "comparison")
-        if errors:
-            mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
+def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
+    """Continue an interrupted sweep: the same parent run, finished trials kept, unfinished ones
+    continued from their last checkpoints into their own child runs (Tuner.restore)."""
+    t0 = time.perf_counter()
+    exp_dir = exp_dir.expanduser().resolve()
+    if not (exp_dir / SWEEP_FILE).is_file():
+        found = sorted(p.parent for p in exp_dir.glob(f"*/{SWEEP_FILE}"))[-3:]
+        hint = f"; sweeps under it: {', '.join(map(str, found))}" if found else ""
+        return fail(f"--resume {exp_dir}: not a sweep directory (no {SWEEP_FILE}){hint}")
+    sweep = json.loads((exp_dir / SWEEP_FILE).read_text())
+    try:
+        cfg = load_config(exp_dir / RECIPE_FILE)
+    except ConfigError as e:
+        return fail(str(e))
+    if address is not None:
+        cfg = dataclasses.replace(cfg, address=address)
+    tracking_uri = sweep["tracking_uri"]
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        check_tracking_server(tracking_uri)
+        splits = prepare_data(cfg)
+    except (TrackingUnavailable, FileNotFoundError, ValueError) as e:
+        return fail(str(e))
+    if split_fingerprint(splits) != sweep["split_fingerprint"]:  # the data changed under the sweep
+        return fail(
+            f"--resume {exp_dir}: the data ({splits.source}) no longer splits into the images this sweep "
+            "trained and tested on (split fingerprint differs); start a new sweep instead."
+        )
+    if error := start_ray(cfg):
+        return fail(error)
+    log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {tracking_uri}")
+    with reopen_parent_run(sweep["parent_run_id"]):
+        tuner = tune.Tuner.restore(
+            str(exp_dir),
+            trainable=trainable_of(cfg, splits),
+            resume_unfinished=True,  # interrupted trials continue from their last checkpoint
+            resume_errored=False,  # a trial that failed for good (max_failures spent) stays failed
+        )
+        return finish(cfg, tuner, sweep, exp_dir, t0)
+
+
+def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: float) -> int:
+    """Run the trials, then (if the sweep was not interrupted) the table and the champion."""
+    try:
+        results = tuner.fit()
+    except Exception as e:  # noqa: BLE001 - reported with what to do next
+        if _caused_by(e, TrackingIncomplete):
+            mlflow.set_tag("tracking_incomplete", "true")
+            return fail(f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/classify.py --resume {exp_dir}")
+        raise
+    finally:
+        ray.shutdown()  # before profiling: latency is measured with the machine to itself
+
+    # What the experiment state says, not the ResultGrid: that leaves out trials that never reported.
+    trials = tune.ExperimentAnalysis(str(exp_dir)).trials
+    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    planned = num_trials(cfg)
+    if ended < planned:  # Ctrl-C: Tune saved the experiment and returned early
+        mlflow.set_tag("interrupted", "true")
+        mlflow.end_run(status="KILLED")
+        log(f"interrupted: {ended} of {planned} trials ended; runs, checkpoints and the search's state are kept")
+        log(f"resume with: python sweeps/classify.py --resume {exp_dir}")
+        return 130
+    mlflow.set_tag("interrupted", "false")
+    errors = [r for r in results if r.error]
+    mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})
+    log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each architecture")
+
+    exp_id, parent_id, experiment = sweep["experiment_id"], sweep["parent_run_id"], sweep["experiment"]
+    table, prof = comparison_table(exp_id, parent_id)
+    out_dir = Path(cfg.output_dir) / experiment / sweep["sweep_name"]
+    md, csv = write_table(table, prof, out_dir, f"{experiment} / {sweep['sweep_name']}")
+    mlflow.log_artifact(str(md), "comparison")
+    mlflow.log_artifact(str(csv), "comparison")
+    if errors:
+        mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
+    champion = None
+    if not table.empty:
+        top = table.iloc[0]  # the table is sorted by best validation accuracy: selection never sees test
+        description = (
+            f"{top['arch']} from sweep {sweep['sweep_name']}: val acc {top[M.BEST_VAL_ACC]:.4f}, "
+            f"test acc {top[M.TEST_ACC]:.4f}, test macro-F1 {top[M.TEST_F1]:.4f}"
+        )
+        champion = register_champion(cfg.registered_model or experiment, top["run_id"], description)
+        mlflow.set_tag("champion", champion)
 
     print()
     print(md.read_text())
     log(f"done in {time.perf_counter() - t0:.0f} s")
     log(f"comparison table: {md} and {csv}")
-    log(f"trial checkpoints: {results.experiment_path}")
-    log(f"browse the runs: {ui_hint(tracking_uri, exp_id, parent_id)}")
+    if champion:
+        uri = f"models:/{champion.split()[0]}"
+        log(f"champion: {champion}, run {top['run_id']}; load it with mlflow.pytorch.load_model('{uri}')")
+    log(f"trial checkpoints: {exp_dir}")
+    log(f"browse the runs: {ui_hint(mlflow.get_tracking_uri(), exp_id, parent_id)}")
     return 1 if errors else 0
+
+
+def _caused_by(e: BaseException | None, kind: type) -> BaseException | None:
+    while e is not None:
+        if isinstance(e, kind):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)

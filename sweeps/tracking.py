@@ -1,12 +1,6 @@
-"""MLflow for a sweep: one parent run, and one nested child run per Ray Tune trial.
-
-All MLflow writes happen in the driver, through a Tune ``Callback``: trials only report metrics to Tune.
-So however many trials run at once, the tracking store has a single writer (no "database is locked"
-with the local SQLite store), and workers on a cluster need no route to the tracking server.
-
-The child run of a trial is found by its ``ray_trial_id`` tag under the parent, not kept only in memory,
-so a trial that Tune restarts (a retry or a restored sweep) continues its own run instead of opening a
-second one.
+"""MLflow for a sweep, at the sweep level: the parent run and its tags, readable run names, the
+tracking-server check before anything starts, and the Model Registry entry of the sweep's best model.
+The child runs of the trials are ``sweeps.trial_runs``'s.
 """
 
 from __future__ import annotations
@@ -15,27 +9,21 @@ import getpass
 import platform
 import socket
 import subprocess
-import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+import requests
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from ray.tune import Callback
-from ray.tune.experiment import Trial
 
-from sweeps.config import trial_params
-from trainables import metrics as M
 from trainables.config import TrialConfig
-from trainables.models import family_of
 
 TRIAL_ID_TAG = "ray_trial_id"
 SWEEP_TAG = "sweep"
-INFO_PREFIX = "info/"  # per-trial facts the trainable reports (input size, device, ...): run params
-MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
+CHAMPION_ALIAS = "champion"
+SERVER_CHECK_TIMEOUT_S = 10
 
 
 def run_name(config: dict[str, Any]) -> str:
@@ -73,105 +61,33 @@ def sweep_tags(sweep_name: str, project_root: Path) -> dict[str, str]:
     }
 
 
-def _params(d: dict[str, Any]) -> list[Param]:
-    return [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(d.items())]
+class TrackingUnavailable(RuntimeError):
+    """The tracking server does not answer: nothing of the sweep has started."""
 
 
-class MlflowTrialCallback(Callback):
-    """Opens (or reopens) the child run of each trial, logs every epoch, and closes it with the result."""
-
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_name: str) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
-        self.sweep_name = sweep_name
-        self._client: MlflowClient | None = None
-        self._runs: dict[str, str] = {}  # trial id -> run id, a cache of what the tags say
-        self._info_logged: set[str] = set()
-
-    @property
-    def client(self) -> MlflowClient:
-        if self._client is None:  # built lazily: the callback is pickled with the Tuner's state
-            self._client = MlflowClient(self.tracking_uri)
-        return self._client
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None}
-
-    def run_id(self, trial: Trial) -> str:
-        if trial.trial_id in self._runs:
-            return self._runs[trial.trial_id]
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
-            f"and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'",
+def check_tracking_server(tracking_uri: str) -> None:
+    """A sweep against a tracking server that does not answer would train for nothing: refuse it now.
+    One request to the server's ``/health`` and one API call, each with a short timeout and no retries
+    (MLflow's own client retries for minutes before it gives up)."""
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return  # a local store: MLflow creates it
+    base = tracking_uri.rstrip("/")
+    try:
+        health = requests.get(f"{base}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        api = requests.get(
+            f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=SERVER_CHECK_TIMEOUT_S
         )
-        if found:
-            run_id = found[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
-        else:
-            run_id = self._create_run(trial)
-        self._runs[trial.trial_id] = run_id
-        return run_id
-
-    def _create_run(self, trial: Trial) -> str:
-        name = run_name(trial.config)
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={
-                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
-                MLFLOW_RUN_NAME: name,
-                TRIAL_ID_TAG: trial.trial_id,
-                SWEEP_TAG: self.sweep_name,
-                "family": family_of(trial.config["arch"]),
-            },
+    except requests.RequestException as e:
+        raise TrackingUnavailable(
+            f"the MLflow tracking server {tracking_uri} does not answer ({type(e).__name__}). Start it "
+            f"(e.g. mlflow server --host {urlparse(tracking_uri).hostname} --port {urlparse(tracking_uri).port}), "
+            "or pass another --tracking-uri. Nothing has started."
+        ) from None
+    if health.status_code != 200 or api.status_code != 200:
+        raise TrackingUnavailable(
+            f"{tracking_uri} answers, but not as an MLflow tracking server: /health gave HTTP {health.status_code}, "
+            f"the experiments API HTTP {api.status_code}. Nothing has started."
         )
-        # Every TrialConfig field, the defaults the sweep did not set included: the run says what ran.
-        params = {**trial_params(trial.config), "family": family_of(trial.config["arch"])}
-        self.client.log_batch(run.info.run_id, params=_params(params))
-        return run.info.run_id
-
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
-        self.run_id(trial)
-
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
-        run_id = self.run_id(trial)
-        epoch = int(result[M.EPOCH])
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, epoch) for k in M.EPOCH_METRICS if k in result]
-        params, tags = [], []
-        if trial.trial_id not in self._info_logged and not self._has_info(run_id):
-            facts = {k[len(INFO_PREFIX) :]: v for k, v in result.items() if k.startswith(INFO_PREFIX)}
-            params = _params(facts)
-            tags = [
-                RunTag("hostname", str(result.get("hostname", ""))),
-                RunTag("device", str(facts.get("device", ""))),
-            ]
-        self._info_logged.add(trial.trial_id)
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
-
-    def _has_info(self, run_id: str) -> bool:
-        return "device" in self.client.get_run(run_id).data.tags
-
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
-        run_id = self.run_id(trial)
-        last = trial.last_result or {}
-        now = int(time.time() * 1000)
-        step = int(last.get(M.EPOCH, 0))
-        summary = [Metric(k, float(last[k]), now, step) for k in M.SUMMARY_METRICS if k in last]
-        stopped_early = step < int(trial.config["max_epochs"])
-        self.client.log_batch(
-            run_id,
-            metrics=summary + [Metric("epochs_run", float(step), now, step)],
-            tags=[RunTag("stopped_early", str(stopped_early).lower())],
-        )
-        self.client.set_terminated(run_id, status="FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
-        run_id = self.run_id(trial)
-        self.client.set_tag(run_id, "error", str(trial.error_file or "see Ray Tune's trial log"))
-        self.client.set_terminated(run_id, status="FAILED")
 
 
 def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
@@ -186,10 +102,45 @@ def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts go in ``mlruns/`` beside the database file, not in whatever directory
+    the sweep was started from (MLflow's default, ``./mlruns``); None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///") :]).expanduser().resolve()
+    return (db.parent / "mlruns").as_uri()
+
+
 def start_parent_run(experiment: str, sweep_name: str, project_root: Path) -> mlflow.ActiveRun:
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name(experiment) is None:
+        client.create_experiment(experiment, artifact_location=local_artifact_root(mlflow.get_tracking_uri()))
     exp = mlflow.set_experiment(experiment)
     if EXPERIMENT_KIND_TAG not in exp.tags:
         mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return mlflow.start_run(
         experiment_id=exp.experiment_id, run_name=sweep_name, tags=sweep_tags(sweep_name, project_root)
     )
+
+
+def reopen_parent_run(run_id: str) -> mlflow.ActiveRun:
+    """The parent run of a sweep being resumed: the same run, RUNNING again, with a count of resumes."""
+    run = mlflow.start_run(run_id=run_id)
+    resumes = int(run.data.tags.get("resumes", "0")) + 1
+    mlflow.set_tag("resumes", str(resumes))
+    return run
+
+
+def register_champion(model_name: str, run_id: str, description: str) -> str:
+    """Register the trial's logged model (its run's ``model_id`` tag) as a new version of ``model_name``
+    and point the ``champion`` alias at it. Returns 'name@champion (version N)'."""
+    from sweeps.trial_runs import MODEL_ID_TAG
+
+    client = MlflowClient()
+    model_id = client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
+    if model_id is None:
+        raise RuntimeError(f"run {run_id} has no logged model ({MODEL_ID_TAG} tag): nothing to register")
+    mv = mlflow.register_model(f"models:/{model_id}", model_name, tags={"run_id": run_id})
+    client.update_model_version(model_name, mv.version, description=description)
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, mv.version)
+    return f"{model_name}@{CHAMPION_ALIAS} (version {mv.version})"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,3 +47,27 @@ def ray_tmp():
     d = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def sweep_cmd(tmp_path: Path, uri: str, *extra: str) -> list[str]:
+    """The entry script with a local Ray and everything it writes under ``tmp_path``."""
+    return [
+        sys.executable,
+        str(REPO / "sweeps" / "classify.py"),
+        "--address",
+        "local",
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp_path / "ray"),
+        "--output-dir",
+        str(tmp_path / "reports"),
+        *extra,
+    ]
+
+
+def sweep_env(ray_tmp: str, **extra: str) -> dict[str, str]:
+    """This environment with Ray's temp dir private to the test, and never an outside cluster."""
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env

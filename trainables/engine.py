@@ -132,7 +132,7 @@ def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updat
     p.model.train()
     if p.hold is not None:
         p.hold.after_train_mode()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, seen, preds, labels = 0.0, 0, [], []
     for x, y in p.loaders["train"]:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         target = y
@@ -151,9 +151,11 @@ def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updat
         num_updates += 1
         p.scheduler.step_update(num_updates)
         loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
-    return {M.TRAIN_LOSS: loss_sum / seen, M.TRAIN_ACC: correct / seen, "images": seen}, num_updates
+        preds.append(logits.detach().argmax(1).cpu())
+        labels.append(y.cpu())
+    m = M.classification_metrics(torch.cat(labels).numpy(), torch.cat(preds).numpy(), p.info["num_classes"])
+    return {M.TRAIN_LOSS: loss_sum / seen, M.TRAIN_ACC: m["acc"], M.TRAIN_F1: m["f1"], "images": seen}, num_updates
 
 
 @torch.inference_mode()
@@ -168,10 +170,15 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
     return torch.cat(outs), torch.cat(ys)
 
 
-def evaluate(p: Pieces, split: str, device: torch.device, num_classes: int, amp: bool) -> dict[str, float]:
+def evaluate(p: Pieces, split: str, device: torch.device, num_classes: int, amp: bool, report: bool = False) -> dict:
+    """Accuracy, macro precision/recall/F1 and loss of one split; with ``report``, also its confusion
+    matrix and per-class metrics (under "report")."""
     logits, y = predict(p.model, p.loaders[split], device, amp)
-    out = M.classification_metrics(y.numpy(), logits.argmax(1).numpy(), num_classes)
+    pred = logits.argmax(1).numpy()
+    out = M.classification_metrics(y.numpy(), pred, num_classes)
     out["loss"] = float(p.loss_fn(logits, y).item())
+    if report:
+        out["report"] = M.per_class_report(y.numpy(), pred, num_classes)
     return out
 
 
@@ -208,7 +215,7 @@ def fit(
         val = evaluate(p, "val", device, k, cfg.amp)
         improved = best is None or val["acc"] > best["val_acc"]
         if improved:
-            test = evaluate(p, "test", device, k, cfg.amp)
+            test = evaluate(p, "test", device, k, cfg.amp, report=True)
             best = {
                 "epoch": epoch,
                 "val_acc": val["acc"],
@@ -218,6 +225,8 @@ def fit(
                     M.TEST_PRECISION: test["precision"],
                     M.TEST_RECALL: test["recall"],
                 },
+                "test_report": test["report"],  # confusion matrix and per-class metrics on the test split
+                "classes": list(splits.classes),
                 "model": {n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
             }
         epoch_time = time.perf_counter() - t0
@@ -225,6 +234,7 @@ def fit(
             M.EPOCH: epoch,
             M.TRAIN_LOSS: train[M.TRAIN_LOSS],
             M.TRAIN_ACC: train[M.TRAIN_ACC],
+            M.TRAIN_F1: train[M.TRAIN_F1],
             M.VAL_LOSS: val["loss"],
             M.VAL_ACC: val["acc"],
             M.VAL_F1: val["f1"],

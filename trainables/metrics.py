@@ -7,12 +7,20 @@ analysis: change one here and every layer follows.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
 
 # Per-epoch curves (one value per epoch; MLflow step = epoch number, starting at 1).
 EPOCH = "epoch"
 TRAIN_LOSS = "train_loss"
-TRAIN_ACC = "train_acc"
+TRAIN_ACC = "train_acc"  # against the unmixed labels when MixUp/CutMix is on
+TRAIN_F1 = "train_f1"  # macro, same predictions as train_acc
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"
 VAL_F1 = "val_f1"
@@ -20,7 +28,7 @@ LR = "lr"  # head learning rate at the end of the epoch
 EPOCH_TIME = "epoch_time_s"  # wall seconds for train + validation of one epoch
 THROUGHPUT = "train_images_per_s"  # training images per wall second
 LATENCY = "latency_ms"  # batch-1 inference, median, timed inside the trial (shares the machine)
-EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT, LATENCY)
+EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_F1, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT, LATENCY)
 
 # The trial's answer: the epoch that validation selected, and that epoch's model on the test split.
 BEST_VAL_ACC = "best_val_acc"
@@ -52,4 +60,18 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         "f1": float(f1_score(y_true, y_pred, **kw)),
         "precision": float(precision_score(y_true, y_pred, **kw)),
         "recall": float(recall_score(y_true, y_pred, **kw)),
+    }
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, list]:
+    """The confusion matrix (rows: true class, columns: predicted) and per-class precision, recall, F1
+    and support, over all ``num_classes`` labels: the evidence behind a macro average."""
+    labels = list(range(num_classes))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "precision": p.tolist(),
+        "recall": r.tolist(),
+        "f1": f.tolist(),
+        "support": s.tolist(),
     }

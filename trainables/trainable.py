@@ -18,6 +18,10 @@ from trainables.engine import fit
 
 # Resumable trial state: model, optimizer, epoch, and the best epoch's weights ("best" -> "model") and metrics.
 STATE_FILE = "state.pt"
+# Fault injection, for the tests that prove a crashed trial is retried into the same MLflow run: a trial
+# started from scratch kills its own worker process right after reporting this epoch (as an OOM kill
+# would), and its retry resumes from that epoch's checkpoint. Unset in normal use.
+CRASH_AT_EPOCH_ENV = "CVSWEEP_CRASH_AT_EPOCH"
 
 
 def train_classifier(config: dict, splits: DatasetSplits) -> None:
@@ -37,6 +41,7 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
         with checkpoint.as_directory() as d:
             resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
 
+    crash_at = int(os.environ.get(CRASH_AT_EPOCH_ENV, 0)) if resume is None else 0
     for report in fit(cfg, splits, device, resume=resume):
         with tempfile.TemporaryDirectory() as d:
             torch.save(report.state, os.path.join(d, STATE_FILE))
@@ -44,3 +49,6 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
                 {**report.metrics, **{f"info/{k}": v for k, v in report.state["info"].items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
+        if report.metrics["epoch"] == crash_at:
+            print(f"{CRASH_AT_EPOCH_ENV}={crash_at}: this trial's worker exits now", flush=True)
+            os._exit(17)

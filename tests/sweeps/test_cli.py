@@ -39,6 +39,8 @@ def test_help_explains_every_flag():
         "--img-size",
         "--batch-size",
         "--set",
+        "--resume",
+        "--registered-model",
     ]
     for flag in flags:
         assert flag in out.stdout, flag
@@ -121,3 +123,15 @@ def test_imagenet_weights_that_cannot_be_had_stop_the_sweep_before_ray_starts(tm
     assert "weights=imagenet: could not load timm's pretrained weights for 'resnet18'" in proc.stderr
     assert "weights=none" in proc.stderr and "Ray" not in proc.stdout.replace("[sweep]", "")
     assert not (tmp_path / "m.db").exists()
+
+
+def test_resume_needs_a_sweep_directory(tmp_path, capsys):
+    (tmp_path / "sweep-1").mkdir()
+    assert main(["--resume", str(tmp_path / "sweep-1")]) == 2
+    assert "not a sweep directory (no cvsweep.json)" in capsys.readouterr().err
+
+
+def test_resume_refuses_flags_that_would_change_the_sweep(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path), "--archs", "resnet18", "--max-epochs", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "--archs" in err and "--max-epochs" in err and "cannot change it" in err

@@ -1,44 +1,36 @@
 """End to end: the real entry script runs a real Ray Tune sweep, and MLflow holds what a user expects."""
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+import mlflow
+import mlflow.pytorch
+import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from analysis.evidence import CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, PER_CLASS_CSV
 from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
-from sweeps.tracking import TRIAL_ID_TAG
-from tests.conftest import REPO
+from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
+from sweeps.trial_runs import MODEL_ID_TAG
+from tests.conftest import sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.config import TrialConfig
 
 pytestmark = pytest.mark.e2e
+EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, CURVES_PNG)
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 
 
 def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cmd = [
-        sys.executable,
-        str(REPO / "sweeps" / "classify.py"),
-        "--smoke-test",
-        "--address",
-        "local",
-        "--tracking-uri",
-        uri,
-        "--storage-path",
-        str(tmp_path / "ray"),
-        "--output-dir",
-        str(tmp_path / "reports"),
-        *extra,
-    ]
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
+    cmd = sweep_cmd(tmp_path, uri, "--smoke-test", *extra)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=sweep_env(ray_tmp), timeout=900, stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc, uri
 
@@ -65,11 +57,15 @@ def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[M
         assert c.data.params["weights"] == "none" and c.data.params["weights_source"] == "random init"
         assert c.info.run_name.startswith(c.data.params["arch"] + "-" + c.data.params["freeze"])
         epochs = int(c.data.metrics["epochs_run"])
-        for key in (M.TRAIN_LOSS, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME, M.LATENCY):
+        for key in (M.TRAIN_LOSS, M.TRAIN_F1, M.VAL_ACC, M.VAL_F1, M.LR, M.EPOCH_TIME, M.LATENCY):
             steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
             assert sorted(steps) == list(range(1, epochs + 1)), (key, steps)  # gap-free, no duplicates
         for key in M.SUMMARY_METRICS:
             assert key in c.data.metrics, key
+        evidence = {a.path for a in client.list_artifacts(c.info.run_id, "evidence")}
+        assert evidence == {f"evidence/{f}" for f in EVIDENCE_FILES}, c.info.run_name
+        assert [a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")] == ["checkpoint/best_model.pt"]
+        assert c.data.tags[MODEL_ID_TAG].startswith("m-")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
     assert artifacts == {"comparison/comparison.md", "comparison/comparison.csv"}
     return client, parent, children
@@ -95,6 +91,35 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
         assert float(r["params (M)"]) * 1e6 == pytest.approx(float(run.data.params["param_count"]), rel=1e-3)
         assert float(r["GFLOPs (2/MAC)"]) > 0 and float(r["latency b1 median (ms)"]) > 0
     assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison table:" in proc.stdout
+    check_trial_evidence(client, children[0])
+    check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
+
+
+def check_trial_evidence(client: MlflowClient, run) -> None:
+    """A trial's files say the same as its metrics, and its logged model predicts as its signature says."""
+    d = Path(client.download_artifacts(run.info.run_id, "evidence"))
+    cm = np.loadtxt(d / CONFUSION_CSV, delimiter=",", skiprows=1, usecols=range(1, 11))
+    assert cm.sum() == 270  # every test image once (digits smoke split: 270 test images)
+    assert np.trace(cm) / cm.sum() == pytest.approx(run.data.metrics[M.TEST_ACC])
+    with open(d / PER_CLASS_CSV) as f:
+        report = {r["class"]: r for r in csv.DictReader(f)}
+    assert float(report["macro avg"]["f1"]) == pytest.approx(run.data.metrics[M.TEST_F1], abs=1e-4)
+    for png in (CONFUSION_PNG, CURVES_PNG):
+        assert (d / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = mlflow.pytorch.load_model(f"models:/{run.data.tags[MODEL_ID_TAG]}")
+    size = int(run.data.params["input_size"])
+    (spec,) = mlflow.models.get_model_info(f"models:/{run.data.tags[MODEL_ID_TAG]}").signature.inputs.inputs
+    assert spec.shape == (-1, 3, size, size)
+    with torch.inference_mode():
+        assert model(torch.zeros(3, 3, size, size)).shape == (3, 10)
+
+
+def check_champion(client: MlflowClient, uri: str, name: str, best_run_id: str) -> None:
+    """The table's top row is the registered model's champion."""
+    version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    assert version.tags["run_id"] == best_run_id
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.pytorch.load_model(f"models:/{name}@{CHAMPION_ALIAS}") is not None
 
 
 def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):

@@ -1,0 +1,393 @@
+"""One MLflow child run per Ray Tune trial, exactly once, whatever happens to the trial or the driver.
+
+All MLflow writes of trials happen in the driver, in one background thread that a Tune ``Callback``
+feeds; the trials only report metrics to Tune. So:
+
+- the tracking store has a single writer, however many trials run at once: no "database is locked"
+  with the local SQLite store, and workers on a cluster need no route to the tracking server;
+- Tune's loop never waits for MLflow: while a tracking server is away the trials keep training and
+  the writes queue up, retried in order until the server is back (or the sweep fails loudly at its end);
+- the writes not made yet are part of the callback's state, which Tune saves with the experiment, so a
+  resumed sweep delivers them.
+
+Ray's stock ``MLflowLoggerCallback`` keeps its trial -> run map only in memory, so a restored sweep
+opens second runs. Here the child run of a trial is found by its ``ray_trial_id`` tag under the parent,
+and an epoch already in a run's history is not logged again (a trial resumed from a checkpoint older
+than its last logged epoch replays those epochs).
+"""
+
+from __future__ import annotations
+
+import collections
+import tempfile
+import threading
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import requests
+import sqlalchemy.exc
+import torch
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from analysis.evidence import write_confusion, write_learning_curves, write_per_class
+from sweeps.config import trial_params
+from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
+from trainables import metrics as M
+from trainables.models import build_model, family_of
+from trainables.trainable import STATE_FILE
+
+INFO_PREFIX = "info/"  # per-trial facts the trainable reports (input size, device, ...): run params
+MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
+MODEL_ID_TAG = "model_id"  # the trial's model logged with MLflow's PyTorch flavour (models:/<id>)
+RETRY_S = 5.0  # pause between attempts while the tracking store refuses a write
+PERMANENT_ATTEMPTS = 3  # a write that fails for another reason than an unreachable store, this often, is dropped
+# MLflow error codes of a store that is there but cannot answer now; any other MlflowException is a refusal.
+TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+REPORT_EVERY_S = 30.0  # how often a waiting flush says what it waits for
+DONE = (Trial.TERMINATED, Trial.ERROR)
+
+
+def log(msg: str) -> None:
+    print(f"[mlflow] {msg}", flush=True)
+
+
+def _params(d: dict[str, Any]) -> list[Param]:
+    return [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(d.items())]
+
+
+class TrackingIncomplete(RuntimeError):
+    """Some MLflow writes of the sweep could not be made; they are kept in the sweep's saved state."""
+
+
+def transient(e: Exception) -> bool:
+    """Whether a failed write may succeed later as it is: the store is away or busy, not refusing it."""
+    if isinstance(e, (requests.RequestException, ConnectionError, TimeoutError, sqlalchemy.exc.OperationalError)):
+        return True
+    return isinstance(e, MlflowException) and e.error_code in TRANSIENT_CODES
+
+
+class MlflowTrialCallback(Callback):
+    """Turns Tune's trial events into MLflow writes, made in order by a background thread."""
+
+    def __init__(
+        self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_name: str, flush_timeout_s: float = 900
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.sweep_name = sweep_name
+        self.flush_timeout_s = flush_timeout_s  # how long the end of a sweep waits for an absent server
+        self._runs: dict[str, str] = {}  # trial id -> run id, a cache of what the tags say
+        self._pending: collections.deque[dict] = collections.deque()  # writes not made yet, oldest first
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._client: MlflowClient | None = None
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._last_step: dict[str, int] = {}  # run id -> last epoch in its history
+        self._info_logged: set[str] = set()  # run ids whose trial facts are logged
+        self._error: str | None = None  # the last failed write, while it is being retried
+        self._dropped: list[str] = []  # writes the store refused for good, for the end-of-sweep error
+
+    # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
+    def __getstate__(self) -> dict:
+        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "_runs")
+        return {**{k: self.__dict__[k] for k in keep}, "_pending": list(self._pending)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pending = collections.deque(state["_pending"])
+        self._init_runtime()
+
+    # Tune saves this with every experiment snapshot and hands it back on Tuner.restore.
+    def get_state(self) -> dict:
+        with self._cv:
+            return {"runs": dict(self._runs), "pending": list(self._pending)}
+
+    def set_state(self, state: dict) -> None:
+        with self._cv:
+            self._runs = dict(state["runs"])
+            self._pending = collections.deque(state["pending"])
+        if self._pending:
+            log(f"{len(self._pending)} writes saved with the sweep's state are delivered now")
+            self._start()
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # ---- Tune's events: each becomes a write in the queue ------------------------------------------
+
+    def _put(self, kind: str, trial: Trial, **payload: Any) -> None:
+        op = {"op": kind, "trial": trial.trial_id, "config": dict(trial.config), **payload}
+        with self._cv:
+            self._pending.append(op)
+            self._cv.notify_all()
+        self._start()
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._put("open", trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
+        self._put(
+            "result",
+            trial,
+            epoch=int(result[M.EPOCH]),
+            metrics={k: float(result[k]) for k in M.EPOCH_METRICS if k in result},
+            info={k[len(INFO_PREFIX) :]: v for k, v in result.items() if k.startswith(INFO_PREFIX)},
+            hostname=str(result.get("hostname", "")),
+        )
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._put("recover", trial, failures=trial.num_failures, error=_error_text(trial))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        last = trial.last_result or {}
+        summary = {k: float(last[k]) for k in M.SUMMARY_METRICS if k in last}
+        self._put("complete", trial, epoch=int(last.get(M.EPOCH, 0)), summary=summary, checkpoint=trial.checkpoint)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._put("error", trial, error=_error_text(trial))
+
+    def on_experiment_end(self, trials: list[Trial], **info) -> None:
+        """Runs of trials an interrupted sweep leaves unfinished are marked KILLED (a resumed sweep
+        reopens them); then every queued write is made before the sweep goes on to its report."""
+        for trial in trials:
+            if trial.status not in DONE:
+                self._put("interrupted", trial)
+        if not self.flush(self.flush_timeout_s):
+            raise TrackingIncomplete(
+                f"{len(self._pending)} MLflow writes could not be made in {self.flush_timeout_s:g} s "
+                f"(last error: {self._error}). They are saved with the sweep's state: once {self.tracking_uri} "
+                "answers again, resume the sweep (--resume) to deliver them."
+            )
+        if self._dropped:
+            raise TrackingIncomplete(
+                f"{len(self._dropped)} MLflow writes were refused by {self.tracking_uri} and are missing from "
+                "their runs: " + "; ".join(self._dropped)
+            )
+
+    # ---- the writer thread -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._cv:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._drain, name="mlflow-writer", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued write is made; False if some are still pending after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        next_report = time.monotonic() + REPORT_EVERY_S
+        with self._cv:
+            while self._pending:
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if now >= next_report and self._error:
+                    log(f"waiting for {self.tracking_uri}: {len(self._pending)} writes pending ({self._error})")
+                    next_report = now + REPORT_EVERY_S
+                self._cv.wait(timeout=min(1.0, deadline - now))
+        return True
+
+    def _drain(self) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)  # log_model's fluent half, in this thread too
+        while True:
+            with self._cv:
+                while not self._pending:
+                    self._cv.wait()
+                op = self._pending[0]
+            self._attempt(op)
+            with self._cv:
+                self._pending.popleft()
+                self._cv.notify_all()
+
+    def _attempt(self, op: dict) -> None:
+        """Make one write: retried while the store is away (however long), dropped with an error kept
+        for the end of the sweep if the store refuses it ``PERMANENT_ATTEMPTS`` times."""
+        what = f"write '{op['op']}' of trial {op['trial']}"
+        failures = 0
+        while True:
+            try:
+                self._apply(op)
+            except Exception as e:  # noqa: BLE001 - every failed write is retried or reported, never ignored
+                failures += 1
+                error = f"{type(e).__name__}: {str(e)[:300]}"
+                if not transient(e) and failures >= PERMANENT_ATTEMPTS:
+                    log(f"error: {what} refused {failures} times, dropped: {error}")
+                    self._dropped.append(f"{what}: {error}")
+                    self._error = None
+                    return
+                if error != self._error or failures % 12 == 0:
+                    log(f"{what} failed ({error}); retrying every {RETRY_S:g} s")
+                self._error = error
+                time.sleep(RETRY_S)
+                continue
+            if failures:
+                log(f"the tracking store answers again: {what} made after {failures} failed attempts")
+            self._error = None
+            return
+
+    def _apply(self, op: dict) -> None:
+        run_id = self._run_id(op["trial"], op["config"])
+        getattr(self, f"_on_{op['op']}")(run_id, op)
+
+    def _run_id(self, trial_id: str, config: dict) -> str:
+        if trial_id not in self._runs:
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
+                f"and tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
+            )
+            self._runs[trial_id] = found[0].info.run_id if found else self._create_run(trial_id, config)
+        run_id = self._runs[trial_id]
+        if run_id not in self._last_step:  # a run met for the first time by this process: read its history
+            history = self.client.get_metric_history(run_id, M.VAL_ACC)
+            self._last_step[run_id] = max((m.step for m in history), default=0)
+        return run_id
+
+    def _create_run(self, trial_id: str, config: dict) -> str:
+        name = run_name(config)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={
+                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+                MLFLOW_RUN_NAME: name,
+                TRIAL_ID_TAG: trial_id,
+                SWEEP_TAG: self.sweep_name,
+                "family": family_of(config["arch"]),
+            },
+        )
+        # Every TrialConfig field, the defaults the sweep did not set included: the run says what ran.
+        params = {**trial_params(config), "family": family_of(config["arch"])}
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    def _status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def _on_open(self, run_id: str, op: dict) -> None:
+        if self._status(run_id) != "RUNNING":  # a retried or resumed trial: its run goes on
+            self.client.update_run(run_id, status="RUNNING")
+
+    def _on_result(self, run_id: str, op: dict) -> None:
+        epoch, last = op["epoch"], self._last_step[run_id]
+        if epoch <= last:
+            log(f"trial {op['trial']}: epoch {epoch} is already in its run (resumed from an earlier checkpoint)")
+            return
+        if epoch > last + 1:  # cannot happen while results arrive in order; say so loudly if it does
+            log(f"warning: trial {op['trial']}: epochs {last + 1}..{epoch - 1} missing from its run")
+            self.client.set_tag(run_id, "epoch_gap", f"{last + 1}..{epoch - 1}")
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, epoch) for k, v in op["metrics"].items()]
+        params, tags = [], []
+        if run_id not in self._info_logged and "device" not in self.client.get_run(run_id).data.tags:
+            params = _params(op["info"])
+            tags = [RunTag("hostname", op["hostname"]), RunTag("device", str(op["info"].get("device", "")))]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self._info_logged.add(run_id)
+        self._last_step[run_id] = epoch
+
+    def _on_recover(self, run_id: str, op: dict) -> None:
+        log(f"trial {op['trial']} failed and is retried from its last checkpoint: {op['error'][:200]}")
+        self.client.log_batch(
+            run_id, tags=[RunTag("retries", str(op["failures"])), RunTag("last_error", op["error"][:5000])]
+        )
+
+    def _on_complete(self, run_id: str, op: dict) -> None:
+        if self._status(run_id) == "FINISHED":  # delivered before a restore replayed it
+            return
+        now, step = int(time.time() * 1000), op["epoch"]
+        summary = [Metric(k, v, now, step) for k, v in op["summary"].items()]
+        stopped_early = step < int(op["config"]["max_epochs"])
+        self.client.log_batch(
+            run_id,
+            metrics=[*summary, Metric("epochs_run", float(step), now, step)],
+            tags=[RunTag("stopped_early", str(stopped_early).lower())],
+        )
+        if op["checkpoint"] is not None:
+            with op["checkpoint"].as_directory() as d:
+                state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+            self._log_evidence(run_id, op, state)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def _on_error(self, run_id: str, op: dict) -> None:
+        self.client.set_tag(run_id, "error", op["error"][:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def _on_interrupted(self, run_id: str, op: dict) -> None:
+        if self._status(run_id) == "RUNNING":
+            self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
+
+    # ---- the evidence of a finished trial ----------------------------------------------------------
+
+    def _log_evidence(self, run_id: str, op: dict, state: dict) -> None:
+        """Confusion matrix, per-class report and learning curves (``evidence/``), the best epoch's
+        weights (``checkpoint/best_model.pt``) and the model in MLflow's PyTorch flavour."""
+        best, info, name = state["best"], state["info"], run_name(op["config"])
+        history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d)
+            title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
+            files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
+            files.append(write_per_class(best["test_report"], best["classes"], out))
+            files.append(write_learning_curves(history, out, name))
+            for f in files:
+                self.client.log_artifact(run_id, str(f), "evidence")
+            ckpt = out / "best_model.pt"
+            torch.save(
+                {
+                    "model": best["model"],
+                    "arch": op["config"]["arch"],
+                    "num_classes": info["num_classes"],
+                    "input_size": info["input_size"],
+                    "classes": best["classes"],
+                    "epoch": best["epoch"],
+                    M.BEST_VAL_ACC: best["val_acc"],
+                },
+                ckpt,
+            )
+            self.client.log_artifact(run_id, str(ckpt), "checkpoint")
+        if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:
+            self._log_model(run_id, op["config"], best, info)
+
+    def _log_model(self, run_id: str, config: dict, best: dict, info: dict) -> None:
+        model = build_model(config["arch"], info["num_classes"], config.get("img_size"), "none")
+        model.load_state_dict(best["model"])
+        model.eval()
+        size = int(info["input_size"])
+        x = torch.zeros(2, 3, size, size)
+        with torch.inference_mode():
+            y = model(x)
+        # A float32 batch of normalised images (N, 3, size, size) in, class logits (N, classes) out.
+        signature = infer_signature(x.numpy(), y.numpy())
+        logged = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            run_id=run_id,
+            signature=signature,
+            # MLflow 3's default 'pt2' (torch.export) cannot trace every timm architecture; the pickled
+            # module loads back anywhere torch and timm are installed (the requirements below).
+            serialization_format="pickle",
+            # Stated, not inferred: inference imports the model in a subprocess, slow and fragile here.
+            pip_requirements=[f"{p}=={version(p)}" for p in ("torch", "torchvision", "timm")],
+        )
+        self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
+
+
+def _error_text(trial: Trial) -> str:
+    return str(trial.error_file or "see Ray Tune's trial log")

@@ -1,0 +1,251 @@
+"""Exactly one MLflow child run per trial, with a gap-free epoch history, whatever happens: a trial's
+worker crashes and Ray Tune retries it; the sweep is interrupted (Ctrl-C) and resumed with --resume;
+the tracking server goes away mid-sweep and comes back. Real sweeps, a real `mlflow server`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from sweeps.tracking import TRIAL_ID_TAG
+from tests.conftest import REPO, sweep_cmd, sweep_env
+from tests.sweeps.test_e2e import EVIDENCE_FILES
+from trainables import metrics as M
+from trainables.trainable import CRASH_AT_EPOCH_ENV
+
+pytestmark = pytest.mark.e2e
+# Small enough for 2 CPU cores, long enough (3 epochs, no early stopping) to interrupt mid-sweep.
+SMALL = ["--num-samples", "4", "--max-epochs", "3", "--no-asha", "--set", "train_limit=200", "--img-size", "32"]
+
+
+def runs_of(client: MlflowClient, experiment: str) -> tuple[list, list]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return [], []
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    return parents, [r for r in runs if MLFLOW_PARENT_RUN_ID in r.data.tags]
+
+
+def check_exactly_once(client: MlflowClient, experiment: str, trials: int) -> tuple:
+    """One parent, one FINISHED child per trial, each with epochs 1..epochs_run once in every curve."""
+    parents, children = runs_of(client, experiment)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == trials
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == trials
+    for c in children:
+        assert c.info.status == "FINISHED", c.info.run_name
+        epochs = int(c.data.metrics["epochs_run"])
+        for key in M.EPOCH_METRICS:
+            steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, key))
+            assert steps == list(range(1, epochs + 1)), (c.info.run_name, key, steps)
+        evidence = {a.path.split("/")[-1] for a in client.list_artifacts(c.info.run_id, "evidence")}
+        assert evidence == set(EVIDENCE_FILES)
+    return parents[0], children
+
+
+def test_a_crashed_trial_is_retried_into_its_own_run(tmp_path, ray_tmp):
+    """Every trial's worker dies right after epoch 1; Ray Tune retries it from that checkpoint."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cmd = sweep_cmd(tmp_path, uri, "--smoke-test", "--max-failures", "1", "--no-asha")
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+        env=sweep_env(ray_tmp, **{CRASH_AT_EPOCH_ENV: "1"}),
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    parent, children = check_exactly_once(MlflowClient(uri), "classify-digits", trials=4)
+    for c in children:  # each crashed once, after epoch 1, and went on to epoch 2 in the same run
+        assert c.data.tags["retries"] == "1", c.info.run_name
+        assert int(c.data.metrics["epochs_run"]) == 2
+    assert proc.stdout.count("failed and is retried from its last checkpoint") == 4
+
+
+def wait_for(predicate, what: str, timeout_s: float = 600, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the sweep exited (rc {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+def test_an_interrupted_sweep_resumes_into_the_same_runs(tmp_path, ray_tmp):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(
+        sweep_cmd(tmp_path, uri, *SMALL),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=sweep_env(ray_tmp),
+    )
+    try:
+
+        def one_finished() -> bool:
+            return any(c.info.status == "FINISHED" for c in runs_of(client, "classify-digits")[1])
+
+        wait_for(one_finished, "a first trial finished", proc=proc)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    first = (tmp_path / "first.log").read_text()
+    assert rc == 130, first[-5000:]
+    assert "resume with: python sweeps/classify.py --resume" in first
+    parents, children = runs_of(client, "classify-digits")
+    assert parents[0].info.status == "KILLED" and parents[0].data.tags["interrupted"] == "true"
+    done_before = {c.info.run_id: c.info.end_time for c in children if c.info.status == "FINISHED"}
+    assert 1 <= len(done_before) < 4
+    (sweep_dir,) = (tmp_path / "ray").glob("sweep-*")
+
+    proc2 = subprocess.run(
+        [sys.executable, str(REPO / "sweeps" / "classify.py"), "--resume", str(sweep_dir), "--address", "local"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+        env=sweep_env(ray_tmp),
+    )
+    assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
+    parent, children = check_exactly_once(client, "classify-digits", trials=4)
+    assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "1"
+    assert parent.data.tags["interrupted"] == "false"
+    for c in children:  # trials that had finished were not run again
+        if c.info.run_id in done_before:
+            assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
+    assert "comparison table:" in proc2.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and an artifacts directory; stop() and
+    start() again keep the port and the data, as a restarted server would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.root}/server.db",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+            "--workers",
+            "1",
+        ]
+        log = open(self.root / "server.log", "a")
+        # Its own session: stop() ends the server and the workers it spawned, and nothing else.
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.healthy, f"mlflow server on {self.uri}", timeout_s=120)
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.uri}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_sweep_against_a_server_that_restarts_mid_sweep_loses_nothing(tmp_path, ray_tmp, mlflow_server):
+    client = MlflowClient(mlflow_server.uri)
+    out = tmp_path / "sweep.log"
+    with open(out, "w") as log:
+        proc = subprocess.Popen(
+            sweep_cmd(tmp_path, mlflow_server.uri, *SMALL, "--experiment", "restarts"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # MLflow's client retries a request for minutes on its own; the sweep's writer retries anyway,
+            # so here it gives up sooner and the writer's own retry and report are what is tested.
+            env=sweep_env(ray_tmp, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1"),
+        )
+        try:
+
+            def some_epoch_logged() -> bool:
+                return any(M.VAL_ACC in c.data.metrics for c in runs_of(client, "restarts")[1])
+
+            wait_for(some_epoch_logged, "a first epoch in MLflow", proc=proc)
+            mlflow_server.stop()
+            # The trials go on while the server is away; the sweep says its writes are waiting.
+            wait_for(lambda: "retrying every" in out.read_text(), "a failed write", timeout_s=300)
+            mlflow_server.start()
+            rc = proc.wait(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out.read_text()
+    assert rc == 0, text[-5000:]
+    assert "the tracking store answers again" in text
+    parent, children = check_exactly_once(client, "restarts", trials=4)
+    # Read back over plain HTTP, as any client of the server would.
+    body = requests.post(
+        f"{mlflow_server.uri}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [parent.info.experiment_id], "max_results": 100},
+        timeout=30,
+    ).json()
+    assert len(body["runs"]) == 5
+    # Artifacts went through the server into its artifacts directory.
+    assert list((tmp_path / "artifacts").rglob("confusion_matrix.png"))
+    version = client.get_model_version_by_alias("restarts", "champion")
+    assert version.run_id or version.tags["run_id"]
+
+
+def test_an_unreachable_tracking_server_stops_the_sweep_before_it_starts(tmp_path, ray_tmp):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = subprocess.run(
+        sweep_cmd(tmp_path, uri, "--smoke-test"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env=sweep_env(ray_tmp),
+    )
+    assert proc.returncode == 2
+    assert f"the MLflow tracking server {uri} does not answer" in proc.stderr
+    assert "Nothing has started" in proc.stderr
+    assert "Ray:" not in proc.stdout and not (tmp_path / "ray").exists()
