@@ -232,7 +232,6 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
         results = tuner.fit()
     except Exception as e:  # noqa: BLE001 - reported with what to do next
         if _caused_by(e, TrackingIncomplete):
-            mlflow.set_tag("tracking_incomplete", "true")
             return fail(f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/classify.py --resume {exp_dir}")
         raise
     finally:

@@ -84,16 +84,19 @@ def wait_for(predicate, what: str, timeout_s: float = 600, proc: subprocess.Pope
         time.sleep(1)
 
 
-def test_an_interrupted_sweep_resumes_into_the_same_runs(tmp_path, ray_tmp):
+def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
+    """Every trial started from scratch crashes after epoch 1 and is retried; the sweep is interrupted
+    with Ctrl-C once a trial has finished, then resumed: one run per trial, every epoch once."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
+    crash = {CRASH_AT_EPOCH_ENV: "1"}
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(
-        sweep_cmd(tmp_path, uri, *SMALL),
+        sweep_cmd(tmp_path, uri, *SMALL, "--max-failures", "1"),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=sweep_env(ray_tmp),
+        env=sweep_env(ray_tmp, **crash),
     )
     try:
 
@@ -122,7 +125,7 @@ def test_an_interrupted_sweep_resumes_into_the_same_runs(tmp_path, ray_tmp):
         text=True,
         timeout=900,
         stdin=subprocess.DEVNULL,
-        env=sweep_env(ray_tmp),
+        env=sweep_env(ray_tmp, **crash),
     )
     assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
     parent, children = check_exactly_once(client, "classify-digits", trials=4)
@@ -131,6 +134,7 @@ def test_an_interrupted_sweep_resumes_into_the_same_runs(tmp_path, ray_tmp):
     for c in children:  # trials that had finished were not run again
         if c.info.run_id in done_before:
             assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
+    assert sum(c.data.tags.get("retries") == "1" for c in children) >= 2  # crashed, retried, same run
     assert "comparison table:" in proc2.stdout
 
 
