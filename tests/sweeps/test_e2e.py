@@ -91,12 +91,13 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
         assert float(r["params (M)"]) * 1e6 == pytest.approx(float(run.data.params["param_count"]), rel=1e-3)
         assert float(r["GFLOPs (2/MAC)"]) > 0 and float(r["latency b1 median (ms)"]) > 0
     assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison table:" in proc.stdout
-    check_trial_evidence(client, children[0])
+    check_trial_evidence(client, uri, children[0])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
 
 
-def check_trial_evidence(client: MlflowClient, run) -> None:
+def check_trial_evidence(client: MlflowClient, uri: str, run) -> None:
     """A trial's files say the same as its metrics, and its logged model predicts as its signature says."""
+    mlflow.set_tracking_uri(uri)  # models:/ URIs resolve against the global tracking URI
     d = Path(client.download_artifacts(run.info.run_id, "evidence"))
     cm = np.loadtxt(d / CONFUSION_CSV, delimiter=",", skiprows=1, usecols=range(1, 11))
     assert cm.sum() == 270  # every test image once (digits smoke split: 270 test images)
