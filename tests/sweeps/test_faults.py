@@ -74,6 +74,11 @@ def test_a_crashed_trial_is_retried_into_its_own_run(tmp_path, ray_tmp):
     assert proc.stdout.count("failed and is retried from its last checkpoint") == 4
 
 
+def resume(sweep_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "sweeps" / "classify.py"), "--resume", str(sweep_dir), "--address", "local"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env)
+
+
 def wait_for(predicate, what: str, timeout_s: float = 600, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -119,14 +124,7 @@ def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tm
     assert 1 <= len(done_before) < 4
     (sweep_dir,) = (tmp_path / "ray").glob("sweep-*")
 
-    proc2 = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "classify.py"), "--resume", str(sweep_dir), "--address", "local"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-        env=sweep_env(ray_tmp, **crash),
-    )
+    proc2 = resume(sweep_dir, sweep_env(ray_tmp, **crash))
     assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
     parent, children = check_exactly_once(client, "classify-digits", trials=4)
     assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "1"
@@ -253,3 +251,37 @@ def test_an_unreachable_tracking_server_stops_the_sweep_before_it_starts(tmp_pat
     assert f"the MLflow tracking server {uri} does not answer" in proc.stderr
     assert "Nothing has started" in proc.stderr
     assert "Ray:" not in proc.stdout and not (tmp_path / "ray").exists()
+
+
+def test_a_sweep_whose_driver_is_killed_resumes_without_gaps_or_duplicates(tmp_path, ray_tmp):
+    """SIGKILL, not Ctrl-C: nothing gets saved on the way out. The last experiment snapshot may be older
+    than the last logged epoch (replayed epochs are not logged again) and writes queued but not made are
+    in it (delivered on resume)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    with open(tmp_path / "first.log", "w") as log:
+        # Its own session, so the kill takes the driver and the local Ray it started, and nothing else.
+        proc = subprocess.Popen(
+            sweep_cmd(tmp_path, uri, *SMALL),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=sweep_env(ray_tmp),
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: any(c.info.status == "FINISHED" for c in runs_of(client, "classify-digits")[1]),
+                "a first trial finished",
+                proc=proc,
+            )
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    parents, children = runs_of(client, "classify-digits")
+    assert parents[0].info.status == "RUNNING" and any(c.info.status == "RUNNING" for c in children)
+    (sweep_dir,) = (tmp_path / "ray").glob("sweep-*")
+    proc2 = resume(sweep_dir, sweep_env(ray_tmp))
+    assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
+    parent, _ = check_exactly_once(client, "classify-digits", trials=4)
+    assert parent.info.run_id == parents[0].info.run_id
