@@ -1,45 +1,63 @@
-"""The model-comparison table of a sweep: one row per architecture, its best trial by validation.
+"""The model-comparison table of a sweep, read back from MLflow (it needs no Ray).
 
-Reads the sweep's child runs back from MLflow (it needs no Ray), then profiles each winning
-architecture on this machine: parameters, FLOPs at the trained input size, batch-1 latency.
+Rows: the best trial (by validation accuracy, never by test) of each architecture, of each
+configuration, or every trial. Quality columns are the trial's own test-split numbers; cost columns
+come from ``analysis.profile``, measured after training, one model at a time, the same way for every
+model, and cached on the profiled run so a report can be rebuilt without timing again.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 
 import mlflow
 import pandas as pd
 import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from analysis.profile import Profile, profile_model
+from analysis.profile import Profile, device_name, profile_model
 from trainables import metrics as M
-from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP
 from trainables.models import build_model
 
-# Column headers carry their units. FLOPs count a multiply-add as 2; timm and torchvision publish MACs
-# under the name "GFLOPs", which is half of this number.
+ROW_MODES = {
+    "arch": "one row per architecture: its trial with the best validation accuracy",
+    "config": "one row per configuration of the searched parameters: its trial with the best validation accuracy",
+    "trial": "one row per finished trial",
+}
+# Table keys -> column headers, units included. Quality metrics are shown in percent. FLOPs count a
+# multiply-add as 2; timm and torchvision publish MACs under the name "GFLOPs" (half of our GFLOPs).
 COLUMNS = {
-    "family": "family",
     "arch": "architecture",
+    "family": "family",
+    "trials": "trials",
     "freeze": "freeze",
     "augment": "augment",
-    "lr": "lr",
-    "epochs_run": "epochs run",
-    M.BEST_EPOCH: "best epoch",
-    M.BEST_VAL_ACC: "val acc",
-    M.TEST_ACC: "test acc",
-    M.TEST_F1: "test macro-F1",
-    M.TEST_PRECISION: "test macro-precision",
-    M.TEST_RECALL: "test macro-recall",
+    "lr": "lr (head)",
+    M.BEST_VAL_ACC: "val acc (%)",
+    M.TEST_ACC: "test acc (%)",
+    M.TEST_TOP5: "test top-5 acc (%)",
+    M.TEST_F1: "test macro-F1 (%)",
+    M.TEST_PRECISION: "test macro-precision (%)",
+    M.TEST_RECALL: "test macro-recall (%)",
     "params_m": "params (M)",
-    "gflops": "GFLOPs (2/MAC)",
+    "gflops": "GFLOPs (1 MAC = 2 FLOPs)",
+    "gmacs": "GMACs",
     "input_size": "input (px)",
     "latency_ms": "latency b1 median (ms)",
     "latency_p90_ms": "latency b1 p90 (ms)",
+    "throughput_ips": "throughput (img/s)",
+    "size_mb": "size on disk (MB)",
+    M.TRAIN_TIME: "train time (s)",
+    "epochs_run": "epochs run",
+    M.BEST_EPOCH: "best epoch",
     "run_id": "MLflow run",
 }
+PERCENT = (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL)
+PROFILE_COLUMNS = ("params_m", "gflops", "gmacs", "latency_ms", "latency_p90_ms", "throughput_ips", "size_mb")
+PROFILE_TAG = "profile"  # the run's Profile as JSON: the cost columns and the machine they were measured on
 
 
 def sweep_runs(experiment_id: str, parent_run_id: str) -> pd.DataFrame:
@@ -51,83 +69,161 @@ def sweep_runs(experiment_id: str, parent_run_id: str) -> pd.DataFrame:
     )
 
 
-def best_per_arch(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished run with the highest best validation accuracy, per architecture. Selection never
-    looks at test metrics; ties go to the earlier run."""
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs with a validation result, oldest first (ties then go to the earlier run)."""
     col = f"metrics.{M.BEST_VAL_ACC}"
     if runs.empty or col not in runs:
         return runs.iloc[0:0]
-    done = runs[(runs["status"] == "FINISHED") & runs[col].notna()].sort_values("start_time")
-    idx = done.groupby("params.arch")[col].idxmax()
-    return done.loc[idx].sort_values(col, ascending=False)
+    return runs[(runs["status"] == "FINISHED") & runs[col].notna()].sort_values("start_time")
+
+
+def select_rows(runs: pd.DataFrame, rows: str = "arch", searched: list[str] | None = None) -> pd.DataFrame:
+    """The runs that make the table, best validation accuracy first, with a ``trials`` column: how
+    many finished trials each row stands for. ``searched``: the parameters that define a configuration
+    (rows='config'); by default every trial parameter that differs between runs."""
+    if rows not in ROW_MODES:
+        raise ValueError(f"rows: {rows!r} is not one of {', '.join(ROW_MODES)}")
+    col = f"metrics.{M.BEST_VAL_ACC}"
+    done = finished(runs)
+    if done.empty:
+        return done.assign(trials=pd.Series(dtype=int))
+    if rows == "trial":
+        return done.assign(trials=1).sort_values(col, ascending=False, kind="stable")
+    keys = ["params.arch"] if rows == "arch" else _config_keys(done, searched)
+    groups = done.fillna({k: "" for k in keys}).groupby(keys, sort=False)
+    best = done.loc[groups[col].idxmax()].assign(trials=groups.size().to_numpy())
+    return best.sort_values(col, ascending=False, kind="stable")
+
+
+def _config_keys(done: pd.DataFrame, searched: list[str] | None) -> list[str]:
+    if searched is not None:
+        return [f"params.{k}" for k in searched if f"params.{k}" in done] or ["params.arch"]
+    varying = [c for c in done if c.startswith("params.") and done[c].nunique(dropna=False) > 1]
+    return varying or ["params.arch"]
+
+
+def profiles(
+    table_runs: pd.DataFrame,
+    all_runs: pd.DataFrame,
+    device: str = "cpu",
+    reprofile: bool = False,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Profile]:
+    """run_id -> Profile for every row. One profile per (architecture, classes, input size): weights do
+    not change parameters, FLOPs, size or timings, so a fresh model of the trained shape measures the
+    same thing. A profile cached on any run of the sweep, measured on this device, is reused unless
+    ``reprofile``; new ones are measured one model at a time, in a fresh process, and cached on the
+    row's run."""
+    here = device_name(device)
+    cached: dict[tuple, Profile] = {}
+    if not reprofile and f"tags.{PROFILE_TAG}" in all_runs:
+        for _, run in all_runs[all_runs[f"tags.{PROFILE_TAG}"].notna()].iterrows():
+            try:
+                prof = Profile(**json.loads(run[f"tags.{PROFILE_TAG}"]))
+            except (TypeError, ValueError):  # written by another version of Profile: measure again
+                continue
+            if prof.device == here:
+                cached.setdefault(_shape(run), prof)
+    todo = {_shape(run): run["run_id"] for _, run in table_runs.iterrows() if _shape(run) not in cached}
+    if todo:
+        progress(f"profiling {', '.join(f'{a} at {s} px' for a, _, s in todo)} on {here}, one at a time")
+        client = mlflow.MlflowClient()
+        for key, prof in zip(todo, measure_apart(list(todo), device), strict=True):
+            cached[key] = prof
+            log_profile(client, todo[key], prof)
+    return {run["run_id"]: cached[_shape(run)] for _, run in table_runs.iterrows()}
+
+
+def measure_apart(shapes: list[tuple[str, int, int]], device: str) -> list[Profile]:
+    """Profiles measured in a fresh Python process, one model after the other. Not in this one: after
+    a sweep, the driver still carries Ray Tune's and MLflow's threads, and the same model timed there
+    ran up to 3x slower than in a fresh process on an idle machine (BENCHMARKS.md)."""
+    ctx = multiprocessing.get_context("spawn")  # not fork: nothing of this process's threads or state
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return list(pool.map(_measure, shapes, [device] * len(shapes)))
+
+
+def _measure(shape: tuple[str, int, int], device: str) -> Profile:
+    arch, num_classes, size = shape
+    model = build_model(arch, num_classes, size)
+    with torch.no_grad():
+        return profile_model(model, size, device)
+
+
+def _shape(run: pd.Series) -> tuple[str, int, int]:
+    return run["params.arch"], int(run["params.num_classes"]), int(run["params.input_size"])
+
+
+def log_profile(client: mlflow.MlflowClient, run_id: str, prof: Profile) -> None:
+    """On the run: the profile as a tag (read back by the next report) and its numbers as metrics (to
+    sort and chart in the MLflow UI)."""
+    client.set_tag(run_id, PROFILE_TAG, json.dumps(prof.as_dict()))
+    for key, value in _cost(prof).items():
+        client.log_metric(run_id, f"profile_{key}", value)
+
+
+def _cost(prof: Profile) -> dict[str, float]:
+    return {
+        "params_m": prof.params / 1e6,
+        "gflops": prof.flops / 1e9,
+        "gmacs": prof.macs / 1e9,
+        "latency_ms": prof.latency_ms_median,
+        "latency_p90_ms": prof.latency_ms_p90,
+        "throughput_ips": prof.throughput_ips,
+        "size_mb": prof.size_mb,
+    }
 
 
 def _row(run: pd.Series, prof: Profile | None) -> dict:
-    row = {k: run.get(f"params.{k}") for k in ("family", "arch", "freeze", "augment")}
+    row: dict = {k: run.get(f"params.{k}") for k in ("arch", "family", "freeze", "augment")}
+    row["trials"] = int(run["trials"])
     row["lr"] = float(run["params.lr"])
-    row["epochs_run"] = int(run.get("metrics.epochs_run", float("nan")))
-    for m in (M.BEST_EPOCH, M.BEST_VAL_ACC, *M.TEST_METRICS):
-        row[m] = run.get(f"metrics.{m}")
-    row[M.BEST_EPOCH] = int(row[M.BEST_EPOCH])
+    for m in (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL, M.TRAIN_TIME):
+        row[m] = run.get(f"metrics.{m}", float("nan"))
     row["input_size"] = int(run["params.input_size"])
-    if prof is not None:
-        row.update(
-            params_m=prof.params / 1e6,
-            gflops=prof.flops / 1e9,
-            latency_ms=prof.latency_ms_median,
-            latency_p90_ms=prof.latency_ms_p90,
-        )
+    row["epochs_run"] = int(run.get("metrics.epochs_run", 0) or 0)
+    row[M.BEST_EPOCH] = int(run[f"metrics.{M.BEST_EPOCH}"])
+    row.update(_cost(prof) if prof is not None else {})
     row["run_id"] = run["run_id"]
     return row
 
 
-def comparison_table(
-    experiment_id: str, parent_run_id: str, profile: bool = True, device: str = "cpu"
-) -> tuple[pd.DataFrame, Profile | None]:
-    """(table, the last profile, for its device/threads/version facts). Columns: ``COLUMNS`` keys."""
-    best = best_per_arch(sweep_runs(experiment_id, parent_run_id))
-    rows, prof = [], None
-    for _, run in best.iterrows():
-        if profile:
-            # Weights do not change parameter count, FLOPs or latency: a fresh model of the trained
-            # architecture, head size and input size measures the same thing without a checkpoint.
-            model = build_model(run["params.arch"], int(run["params.num_classes"]), int(run["params.input_size"]))
-            with torch.no_grad():
-                prof = profile_model(model, int(run["params.input_size"]), device)
-        rows.append(_row(run, prof))
-    return pd.DataFrame(rows, columns=[c for c in COLUMNS if profile or c not in _PROFILE_COLS]), prof
+def comparison_table(table_runs: pd.DataFrame, profs: dict[str, Profile] | None) -> pd.DataFrame:
+    """One row per selected run; columns: ``COLUMNS`` keys, without the cost columns when not profiled
+    and without top-5 when the task has 5 classes or fewer."""
+    rows = [_row(run, (profs or {}).get(run["run_id"])) for _, run in table_runs.iterrows()]
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    drop = [] if profs is not None else list(PROFILE_COLUMNS)
+    if table[M.TEST_TOP5].isna().all():
+        drop.append(M.TEST_TOP5)
+    return table.drop(columns=drop)
 
 
-_PROFILE_COLS = {"params_m", "gflops", "latency_ms", "latency_p90_ms"}
+def shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: quality in percent, headers with their units."""
+    out = table.copy()
+    for c in PERCENT:
+        if c in out:
+            out[c] = 100 * out[c]
+    return out.rename(columns=COLUMNS)
 
 
-def to_markdown(table: pd.DataFrame, prof: Profile | None, title: str) -> str:
-    shown = table.rename(columns=COLUMNS)
-    lines = [f"# {title}", ""]
-    if table.empty:
-        lines.append("No finished trial reported a validation accuracy: nothing to compare.")
-        return "\n".join(lines) + "\n"
-    lines.append(shown.to_markdown(index=False, floatfmt=".4g"))
-    lines.append("")
-    lines.append(
-        "One row per architecture: its trial with the best validation accuracy (test metrics are those of "
-        "that trial's best-validation epoch, on the held-out test split; macro = every class weighs the same)."
+def method_note(prof: Profile | None) -> str:
+    """How the numbers were obtained, written beside every table."""
+    from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP
+
+    text = (
+        "Quality: the row's trial at its best-validation epoch, predicted on the held-out test split "
+        "(never used for any choice); macro = every class weighs the same (scikit-learn). "
     )
-    if prof is not None:
-        lines.append(
-            f"FLOPs: one forward pass of one image at the trained input size, multiply-add = 2 FLOPs "
-            f"(torch.utils.flop_counter). Latency: batch 1, eval + inference mode, "
-            f"{LATENCY_WARMUP} warm-up runs, then timed runs until at least {LATENCY_MIN_REPEATS} runs and "
-            f"{LATENCY_MIN_SECONDS:g} s, one model at a time after all trials ended, "
-            f"on {prof.device}, {prof.threads} torch threads, "
-            f"torch {prof.torch_version}, float32."
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_table(table: pd.DataFrame, prof: Profile | None, out_dir: Path, title: str) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, csv = out_dir / "comparison.md", out_dir / "comparison.csv"
-    md.write_text(to_markdown(table, prof, title))
-    table.rename(columns=COLUMNS).to_csv(csv, index=False)
-    return md, csv
+    if prof is None:
+        return text + "Not profiled."
+    return text + (
+        f"Cost: FLOPs counted from one real forward pass of one image at the trained input size "
+        f"(torch.utils.flop_counter: convolutions, matmuls, attention), 1 multiply-add = 2 FLOPs, so GMACs "
+        f'are what torchvision and timm publish as "GFLOPs". Size: the float32 state dict as torch.save '
+        f"writes it. Timings after all trials ended, one model at a time, eval + inference mode, "
+        f"{prof.dtype}: latency at batch 1 ({LATENCY_WARMUP} warm-up runs, then at least "
+        f"{LATENCY_MIN_REPEATS} runs and {LATENCY_MIN_SECONDS:g} s), throughput at batch {prof.batch_size}; "
+        f"on {prof.device}, {prof.threads} torch threads, torch {prof.torch_version}."
+    )

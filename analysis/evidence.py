@@ -1,6 +1,7 @@
 """The evidence behind one trial's numbers, as files a reviewer opens from its MLflow run: the test
-confusion matrix (PNG and CSV), the per-class precision/recall/F1 report (CSV) and the learning curves
-(PNG). Pure functions from numbers to files; what gets uploaded where is ``sweeps.tracking``'s job.
+confusion matrix (PNG and CSV), the per-class precision/recall/F1 report (CSV), every test image's
+true and predicted class (CSV) and the learning curves (PNG). Pure functions from numbers to files;
+what gets uploaded where is ``sweeps.trial_runs``' job.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trainables import metrics as M  # noqa: E402
 
 CONFUSION_CSV, CONFUSION_PNG = "confusion_matrix.csv", "confusion_matrix.png"
 PER_CLASS_CSV = "per_class_report.csv"
+PREDICTIONS_CSV = "test_predictions.csv"
 CURVES_PNG = "learning_curves.png"
 # Panels of the learning-curve figure: (title, [(metric, label), ...]).
 CURVE_PANELS = (
@@ -78,6 +80,16 @@ def write_per_class(report: Mapping[str, Sequence], classes: Sequence[str], out:
     return path
 
 
+def write_predictions(report: Mapping[str, Sequence], classes: Sequence[str], out: Path) -> Path:
+    """One row per test image, in the split's order: the labels every test metric is computed from."""
+    true, pred = np.asarray(report["true"], dtype=int), np.asarray(report["pred"], dtype=int)
+    names = np.asarray(classes, dtype=object)
+    frame = pd.DataFrame({"true": true, "pred": pred, "true_class": names[true], "pred_class": names[pred]})
+    path = out / PREDICTIONS_CSV
+    frame.to_csv(path, index_label="test_index")
+    return path
+
+
 def write_learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], out: Path, title: str) -> Path:
     """``history``: metric name -> [(epoch, value), ...], as MLflow's metric history holds it."""
     fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4 * len(CURVE_PANELS), 3.4))
@@ -87,7 +99,7 @@ def write_learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], ou
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=label)
         ax.set(title=panel, xlabel="epoch")
-        if len(series) > 1:
+        if len(series) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()

@@ -1,18 +1,22 @@
-"""Cost of a model, measured the same way for every architecture: parameters, FLOPs, latency.
+"""Cost of a model, measured the same way for every architecture: parameters, FLOPs and MACs, size on
+disk, batch-1 latency and batched throughput.
 
-Run after the trials, one model at a time, so a latency number is never measured while other trials
-compete for the same cores.
+Run after the trials, one model at a time, so a timing is never taken while other trials compete for
+the same cores or GPU.
 """
 
 from __future__ import annotations
 
+import io
 import platform
 from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from trainables.latency import measure_latency
+from trainables.latency import measure_latency, measure_throughput
+
+THROUGHPUT_BATCH = 32  # images per forward pass for the throughput column
 
 
 @dataclass(frozen=True)
@@ -23,8 +27,12 @@ class Profile:
     latency_ms_median: float  # batch 1, eval + inference mode
     latency_ms_p90: float
     latency_repeats: int
+    throughput_ips: float  # images per second at batch ``batch_size``
+    batch_size: int
+    size_mb: float  # the float32 state dict as torch.save writes it, 10^6 bytes
     device: str
     threads: int  # torch intra-op threads during timing (CPU)
+    dtype: str
     torch_version: str
 
     @property
@@ -39,19 +47,42 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def state_dict_bytes(model: torch.nn.Module) -> int:
+    """What the model's weights take on disk: its state dict serialized by torch.save."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# PyTorch's counter knows the CUDA attention kernels but not the CPU one that
-# F.scaled_dot_product_attention dispatches to on CPU (torch 2.14): without this, a ViT's attention
-# matmuls would count as zero here and as non-zero on a GPU.
-_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
+def _mha_fastpath_flop(query_shape, key_shape, value_shape, embed_dim, num_head, *args, out_shape=None, **kw) -> int:
+    """nn.MultiheadAttention in eval + inference mode runs as one fused op (torchvision's ViT does):
+    Q/K/V projections, the two attention matmuls and the output projection, counted as the unfused
+    layers would be. Shapes (batch, length, embed_dim)."""
+    b, q_len, e = query_shape
+    kv_len = key_shape[1]
+    head = e // num_head
+    projections = 2 * b * e * e * (q_len + 2 * kv_len + q_len)  # Q, K, V in; output out
+    attention = sdpa_flop_count((b, num_head, q_len, head), (b, num_head, kv_len, head), (b, num_head, kv_len, head))
+    return projections + attention
+
+
+# PyTorch's counter (torch 2.14) knows the CUDA attention kernels but neither the CPU one that
+# F.scaled_dot_product_attention dispatches to on CPU (timm's ViTs) nor nn.MultiheadAttention's fused
+# inference path (torchvision's ViTs): without these, attention would count as zero.
+_EXTRA_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
+    torch.ops.aten._native_multi_head_attention: _mha_fastpath_flop,
+}
 
 
 def count_flops(model: torch.nn.Module, input_size: int, device: torch.device | str = "cpu") -> int:
-    """FLOPs of one real forward pass of a 1-image batch, counted by PyTorch's own operator-level
-    counter (convolutions, matmuls and attention; element-wise ops are not counted, as is customary)."""
+    """FLOPs of one real forward pass of a 1-image batch in eval + inference mode, counted by PyTorch's
+    operator-level counter (convolutions, matmuls and attention; element-wise ops are not counted, as
+    in torchvision's and timm's published figures)."""
     model.eval()
     x = torch.zeros(1, 3, input_size, input_size, device=device)
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
@@ -60,7 +91,30 @@ def count_flops(model: torch.nn.Module, input_size: int, device: torch.device | 
     return int(counter.get_total_flops())
 
 
-def profile_model(model: torch.nn.Module, input_size: int, device: str = "cpu") -> Profile:
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name, or the CPU's model and torch's thread count: what a timing depends on."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({_cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux; platform.processor() is often empty there
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def profile_model(
+    model: torch.nn.Module, input_size: int, device: str = "cpu", batch_size: int = THROUGHPUT_BATCH
+) -> Profile:
+    """Everything in the comparison table's cost columns, for one model, float32."""
+    model.eval().to(device)
     median, p90, n = measure_latency(model, input_size, device)
     return Profile(
         params=count_params(model),
@@ -69,9 +123,11 @@ def profile_model(model: torch.nn.Module, input_size: int, device: str = "cpu") 
         latency_ms_median=median,
         latency_ms_p90=p90,
         latency_repeats=n,
-        device=torch.cuda.get_device_name(device)
-        if str(device).startswith("cuda")
-        else f"cpu ({platform.processor() or platform.machine()})",
+        throughput_ips=measure_throughput(model, input_size, device, batch_size),
+        batch_size=batch_size,
+        size_mb=state_dict_bytes(model) / 1e6,
+        device=device_name(device),
         threads=torch.get_num_threads(),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
         torch_version=torch.__version__,
     )

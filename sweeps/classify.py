@@ -10,8 +10,9 @@ learning rate, is best for these images, and what does each cost to run?
 A sweep is a YAML recipe (--config, default sweeps/configs/quickstart.yaml); the flags below override
 its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops laggards), each trial
 is an MLflow run nested under one run for the sweep (with its confusion matrix, per-class report,
-learning curves, best checkpoint and model), the comparison table is printed, saved and logged at the
-end, and the best model becomes the 'champion' alias in the MLflow Model Registry.
+learning curves, best checkpoint and model), the comparison report (table, Pareto plots, per-model
+evidence; also `python -m analysis.report`) is written and logged at the end, and the best model
+becomes the 'champion' alias in the MLflow Model Registry.
 
 Ctrl-C stops a sweep cleanly (press it once and wait); --resume continues it in the same MLflow runs.
 """
@@ -158,7 +159,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument(
         "--storage-path", help="Ray Tune results and checkpoints, one directory per sweep (default: ~/ray_results)"
     )
-    where.add_argument("--output-dir", help="directory for the comparison table, under <experiment>/<sweep>")
+    where.add_argument(
+        "--output-dir", help="comparison report directory (report.html/.md, comparison.csv), under <experiment>/<sweep>"
+    )
     where.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: start a local Ray")
     where.add_argument(
         "--resume",

@@ -154,7 +154,7 @@ class SweepConfig:
     storage_path: str | None = None
     """Where Ray Tune keeps trial checkpoints; None: Ray's default (~/ray_results)."""
     output_dir: str = "reports"
-    """Where the comparison table is written (also logged to the sweep's MLflow run)."""
+    """Where the comparison report is written, under <experiment>/<sweep> (also logged to the parent run)."""
     address: str | None = None
     """Ray cluster address ('auto' for the cluster this machine belongs to); None: a local Ray."""
     space: dict[str, Dim] = field(default_factory=lambda: {"arch": Dim("choice", ARCH_PRESETS["tiny"])})

@@ -1,4 +1,4 @@
-"""Run one classification sweep: data -> MLflow parent run -> Ray Tune -> comparison table -> the
+"""Run one classification sweep: data -> MLflow parent run -> Ray Tune -> comparison report -> the
 champion in the Model Registry; or resume an interrupted one from its Ray Tune experiment directory."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import mlflow
 import ray
 from ray import tune
 
-from analysis.compare import comparison_table, write_table
+from analysis.report import build_report, default_device
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.space import num_trials, scheduler, search_algorithm
 from sweeps.tracking import (
@@ -165,7 +165,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
         fingerprint = split_fingerprint(splits)
         mlflow.log_params({**cfg.flat(), **s, "split_fingerprint": fingerprint})
-        mlflow.log_params({"trials_planned": n})
+        searched = ",".join(k for k, d in cfg.space.items() if d.searched)  # what a "configuration" is
+        mlflow.log_params({"trials_planned": n, "searched": searched or "arch"})
         mlflow.log_dict(cfg.to_yaml_dict(addresses=False), RECIPE_FILE)
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
         exp_dir.mkdir(parents=True, exist_ok=True)
@@ -253,11 +254,9 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
     log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each architecture")
 
     exp_id, parent_id, experiment = sweep["experiment_id"], sweep["parent_run_id"], sweep["experiment"]
-    table, prof = comparison_table(exp_id, parent_id)
     out_dir = Path(cfg.output_dir) / experiment / sweep["sweep_name"]
-    md, csv = write_table(table, prof, out_dir, f"{experiment} / {sweep['sweep_name']}")
-    mlflow.log_artifact(str(md), "comparison")
-    mlflow.log_artifact(str(csv), "comparison")
+    report = build_report(exp_id, mlflow.get_run(parent_id), out_dir, "arch", default_device(), progress=log)
+    table, md = report.table, report.markdown
     if errors:
         mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
     champion = None
@@ -271,9 +270,9 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
         mlflow.set_tag("champion", champion)
 
     print()
-    print(md.read_text())
+    print(md.read_text().split("\n## ")[0])  # the table and how it was measured; figures are in the HTML
     log(f"done in {time.perf_counter() - t0:.0f} s")
-    log(f"comparison table: {md} and {csv}")
+    log(f"comparison report: {report.html} (also {md.name}, {report.csv.name}; logged to the parent run)")
     if champion:
         uri = f"models:/{champion.split()[0]}"
         log(f"champion: {champion}, run {top['run_id']}; load it with mlflow.pytorch.load_model('{uri}')")

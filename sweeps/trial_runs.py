@@ -39,7 +39,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from analysis.evidence import write_confusion, write_learning_curves, write_per_class
+from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
 from sweeps.config import trial_params
 from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
 from trainables import metrics as M
@@ -156,7 +156,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         last = trial.last_result or {}
-        summary = {k: float(last[k]) for k in M.SUMMARY_METRICS if k in last}
+        summary = {k: float(last[k]) for k in (*M.SUMMARY_METRICS, M.TEST_TOP5) if k in last}
         self._put("complete", trial, epoch=int(last.get(M.EPOCH, 0)), summary=summary, checkpoint=trial.checkpoint)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -345,6 +345,7 @@ class MlflowTrialCallback(Callback):
             title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
             files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
             files.append(write_per_class(best["test_report"], best["classes"], out))
+            files.append(write_predictions(best["test_report"], best["classes"], out))
             files.append(write_learning_curves(history, out, name))
             for f in files:
                 self.client.log_artifact(run_id, str(f), "evidence")

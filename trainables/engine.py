@@ -171,14 +171,16 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
 
 
 def evaluate(p: Pieces, split: str, device: torch.device, num_classes: int, amp: bool, report: bool = False) -> dict:
-    """Accuracy, macro precision/recall/F1 and loss of one split; with ``report``, also its confusion
-    matrix and per-class metrics (under "report")."""
+    """Accuracy, macro precision/recall/F1 and loss of one split; with ``report``, also top-5 accuracy
+    (more than 5 classes) and, under "report", the confusion matrix, per-class metrics and every
+    image's true and predicted label."""
     logits, y = predict(p.model, p.loaders[split], device, amp)
     pred = logits.argmax(1).numpy()
-    out = M.classification_metrics(y.numpy(), pred, num_classes)
+    out = M.classification_metrics(y.numpy(), pred, num_classes, scores=logits.numpy() if report else None)
     out["loss"] = float(p.loss_fn(logits, y).item())
     if report:
         out["report"] = M.per_class_report(y.numpy(), pred, num_classes)
+        out["report"]["true"], out["report"]["pred"] = y.tolist(), pred.tolist()  # in the split's order
     return out
 
 
@@ -197,11 +199,12 @@ def fit(
     is evaluated on the test split when it is found, so every epoch's report carries the test metrics
     of the model that validation has chosen so far. Test data never influences any choice."""
     p = build(cfg, splits, device)
-    start_epoch, num_updates, best = 0, 0, None
+    start_epoch, num_updates, best, train_time = 0, 0, None, 0.0
     if resume is not None:
         p.model.load_state_dict(resume["model"])
         p.optimizer.load_state_dict(resume["optimizer"])
         start_epoch, num_updates, best = resume["epoch"], resume["num_updates"], resume["best"]
+        train_time = resume.get("train_time_s", 0.0)
         p.scheduler.step_update(num_updates)
     k = splits.num_classes
     latency_ms, _, _ = measure_latency(p.model, p.info["input_size"], device, **TRIAL_LATENCY_RUNS)
@@ -224,12 +227,14 @@ def fit(
                     M.TEST_F1: test["f1"],
                     M.TEST_PRECISION: test["precision"],
                     M.TEST_RECALL: test["recall"],
+                    **({M.TEST_TOP5: test["top5"]} if "top5" in test else {}),
                 },
                 "test_report": test["report"],  # confusion matrix and per-class metrics on the test split
                 "classes": list(splits.classes),
                 "model": {n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
             }
         epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
         metrics = {
             M.EPOCH: epoch,
             M.TRAIN_LOSS: train[M.TRAIN_LOSS],
@@ -244,6 +249,7 @@ def fit(
             M.LATENCY: latency_ms,
             M.BEST_VAL_ACC: best["val_acc"],
             M.BEST_EPOCH: best["epoch"],
+            M.TRAIN_TIME: train_time,
             **best["test"],
         }
         state = {
@@ -252,6 +258,7 @@ def fit(
             "model": p.model.state_dict(),
             "optimizer": p.optimizer.state_dict(),
             "best": best,
+            "train_time_s": train_time,
             "info": p.info,
         }
         yield EpochReport(metrics=metrics, state=state, improved=improved)

@@ -27,9 +27,39 @@ def measure_latency(
 ) -> tuple[float, float, int]:
     """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
     ``min_seconds`` are reached so fast models get enough samples for a stable median."""
+    times = sorted(timed_runs(model, input_size, device, 1, warmup, min_repeats, min_seconds))
+    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return statistics.median(times), p90, len(times)
+
+
+def measure_throughput(
+    model: torch.nn.Module,
+    input_size: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    warmup: int = 3,
+    min_repeats: int = 5,
+    min_seconds: float = LATENCY_MIN_SECONDS,
+) -> float:
+    """Images per second of batched inference, from the median batch time."""
+    times = timed_runs(model, input_size, device, batch_size, warmup, min_repeats, min_seconds)
+    return batch_size / (statistics.median(times) / 1e3)
+
+
+def timed_runs(
+    model: torch.nn.Module,
+    input_size: int,
+    device: torch.device | str,
+    batch_size: int,
+    warmup: int,
+    min_repeats: int,
+    min_seconds: float,
+) -> list[float]:
+    """Wall times (ms) of forward passes of one random batch, eval + inference mode, after ``warmup``
+    untimed ones, until both ``min_repeats`` runs and ``min_seconds`` are reached."""
     device = torch.device(device)
     model.eval().to(device)
-    x = torch.randn(1, 3, input_size, input_size, device=device)
+    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
 
     def once() -> float:
         t0 = time.perf_counter()
@@ -45,6 +75,4 @@ def measure_latency(
         start = time.perf_counter()
         while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
             times.append(once())
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    return statistics.median(times), p90, len(times)
+    return times

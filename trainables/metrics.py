@@ -14,6 +14,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     precision_score,
     recall_score,
+    top_k_accuracy_score,
 )
 
 # Per-epoch curves (one value per epoch; MLflow step = epoch number, starting at 1).
@@ -38,7 +39,10 @@ TEST_F1 = "test_f1"  # macro-F1: every class weighs the same, whatever its size
 TEST_PRECISION = "test_precision"  # macro
 TEST_RECALL = "test_recall"  # macro
 TEST_METRICS = (TEST_ACC, TEST_F1, TEST_PRECISION, TEST_RECALL)
-SUMMARY_METRICS = (BEST_VAL_ACC, BEST_EPOCH, *TEST_METRICS)
+TEST_TOP5 = "test_top5"  # top-5 accuracy; only with more than 5 classes (with 5 or fewer it is always 1)
+TOP5_MIN_CLASSES = 6
+TRAIN_TIME = "train_time_s"  # wall seconds of training + validation over all epochs run, retries included
+SUMMARY_METRICS = (BEST_VAL_ACC, BEST_EPOCH, *TEST_METRICS, TRAIN_TIME)
 
 # What the search optimises and ASHA compares trials on.
 SEARCH_METRIC = VAL_ACC
@@ -47,20 +51,26 @@ SEARCH_MODE = "max"
 OBJECTIVES = {VAL_ACC: "max", VAL_F1: "max", LATENCY: "min"}
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
-    """Accuracy and macro precision/recall/F1, by scikit-learn, over all ``num_classes`` labels.
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, scores: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1, by scikit-learn, over all ``num_classes`` labels; with
+    ``scores`` (N, num_classes) and more than 5 classes, also top-5 accuracy ("top5").
 
     ``labels`` is passed explicitly so a class absent from a small split still counts (as 0) in the
     macro average instead of silently shrinking the denominator.
     """
     labels = list(range(num_classes))
     kw = dict(labels=labels, average="macro", zero_division=0)
-    return {
+    out = {
         "acc": float(accuracy_score(y_true, y_pred)),
         "f1": float(f1_score(y_true, y_pred, **kw)),
         "precision": float(precision_score(y_true, y_pred, **kw)),
         "recall": float(recall_score(y_true, y_pred, **kw)),
     }
+    if scores is not None and num_classes >= TOP5_MIN_CLASSES:
+        out["top5"] = float(top_k_accuracy_score(y_true, scores, k=5, labels=labels))
+    return out
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, list]:

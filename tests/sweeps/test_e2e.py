@@ -11,17 +11,23 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from analysis.evidence import CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, PER_CLASS_CSV
+from analysis.evidence import CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, PER_CLASS_CSV, PREDICTIONS_CSV
 from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
 from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
 from sweeps.trial_runs import MODEL_ID_TAG
+from tests.browser import render_html
 from tests.conftest import sweep_cmd, sweep_env
 from trainables import metrics as M
+from trainables.augment import eval_transform
 from trainables.config import TrialConfig
+from trainables.data import ImageSamplesDataset, load_splits
+from trainables.models import data_config
 
 pytestmark = pytest.mark.e2e
-EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, CURVES_PNG)
+EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG)
+REPORT_FILES = {"report.md", "report.html", "comparison.csv", "figures"}
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 
 
@@ -66,8 +72,8 @@ def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[M
         assert evidence == {f"evidence/{f}" for f in EVIDENCE_FILES}, c.info.run_name
         assert [a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")] == ["checkpoint/best_model.pt"]
         assert c.data.tags[MODEL_ID_TAG].startswith("m-")
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
-    assert artifacts == {"comparison/comparison.md", "comparison/comparison.csv"}
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert artifacts == {f"report/{f}" for f in REPORT_FILES}
     return client, parent, children
 
 
@@ -87,12 +93,52 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     by_run = {c.info.run_id: c for c in children}
     for r in rows:  # each row is the numbers of the MLflow run it names
         run = by_run[r["MLflow run"]]
-        assert float(r["test acc"]) == pytest.approx(run.data.metrics[M.TEST_ACC])
+        assert float(r["test acc (%)"]) == pytest.approx(100 * run.data.metrics[M.TEST_ACC])
+        assert float(r["test top-5 acc (%)"]) == pytest.approx(100 * run.data.metrics[M.TEST_TOP5])
         assert float(r["params (M)"]) * 1e6 == pytest.approx(float(run.data.params["param_count"]), rel=1e-3)
-        assert float(r["GFLOPs (2/MAC)"]) > 0 and float(r["latency b1 median (ms)"]) > 0
-    assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison table:" in proc.stdout
+        assert float(r["GFLOPs (1 MAC = 2 FLOPs)"]) == pytest.approx(2 * float(r["GMACs"]))
+        assert 0 < float(r["latency b1 median (ms)"]) <= float(r["latency b1 p90 (ms)"])
+        assert float(r["throughput (img/s)"]) > 0 and float(r["size on disk (MB)"]) > 0
+        assert float(r["train time (s)"]) > 0 and int(r["epochs run"]) >= 1
+    assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison report:" in proc.stdout
     check_trial_evidence(client, uri, children[0])
+    check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
+    check_report_in_a_browser(tmp_path, n_rows=4)
+
+
+def check_metrics_against_sklearn(client: MlflowClient, uri: str, parent, row: dict, run) -> None:
+    """The table's test numbers are scikit-learn's on the test predictions the run logged, and those
+    predictions are what the run's logged model predicts on the sweep's own test split."""
+    d = Path(client.download_artifacts(run.info.run_id, "evidence"))
+    with open(d / PREDICTIONS_CSV) as f:
+        logged = list(csv.DictReader(f))
+    true, pred = np.array([int(r["true"]) for r in logged]), np.array([int(r["pred"]) for r in logged])
+    p, r, f1, _ = precision_recall_fscore_support(true, pred, labels=range(10), average="macro", zero_division=0)
+    for column, value in (("acc", accuracy_score(true, pred)), ("macro-F1", f1), ("macro-precision", p)):
+        assert float(row[f"test {column} (%)"]) == pytest.approx(100 * value, abs=1e-9), column
+    assert float(row["test macro-recall (%)"]) == pytest.approx(100 * r, abs=1e-9)
+    # the same test split, rebuilt from the sweep's recorded settings, through the model's eval transform
+    params = parent.data.params
+    splits = load_splits(None, float(params["val_frac"]), float(params["test_frac"]), int(params["seed"]))
+    assert list(splits.test.labels) == list(true)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model(f"models:/{run.data.tags[MODEL_ID_TAG]}").eval()
+    dataset = ImageSamplesDataset(splits.test, eval_transform(data_config(model, int(run.data.params["input_size"]))))
+    with torch.inference_mode():
+        again = torch.cat([model(x).argmax(1) for x, _ in torch.utils.data.DataLoader(dataset, batch_size=64)])
+    assert (again.numpy() != pred).sum() <= 1  # float summation order may flip a near-tie, no more
+
+
+def check_report_in_a_browser(tmp_path: Path, n_rows: int) -> None:
+    """The HTML report opens in headless Chromium with no errors; every figure decodes; the table is there."""
+    (page,) = tmp_path.glob("reports/*/*/report.html")
+    seen = render_html(page, screenshot=tmp_path / "report.png")
+    assert seen.console_errors == [] and seen.failed_requests == []
+    # two Pareto plots, then a confusion matrix and learning curves per row
+    assert len(seen.images) == 2 + 2 * n_rows and all(w > 100 and h > 100 for _, w, h in seen.images)
+    assert seen.tables[0] == (n_rows, len(read_table(tmp_path)[0]))
+    assert "stopped early by ASHA" in seen.text and "Search space" in seen.text
 
 
 def check_trial_evidence(client: MlflowClient, uri: str, run) -> None:
@@ -129,7 +175,8 @@ def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
     assert parent.data.params["data_source"] == str(image_folder)
     assert parent.data.params["num_classes"] == "3"
     assert {c.data.params["num_classes"] for c in children} == {"3"}
-    assert len(read_table(tmp_path)) == 4
+    rows = read_table(tmp_path)
+    assert len(rows) == 4 and "test top-5 acc (%)" not in rows[0]  # top-5 of 3 classes would always be 100%
 
 
 # Flags each recipe needs to run here (2 CPU cores, no GPU, no network): what they change is the

@@ -133,7 +133,7 @@ def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tm
         if c.info.run_id in done_before:
             assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
     assert sum(c.data.tags.get("retries") == "1" for c in children) >= 2  # crashed, retried, same run
-    assert "comparison table:" in proc2.stdout
+    assert "comparison report:" in proc2.stdout
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,10 @@ def test_each_epoch_reports_curves_and_the_best_epochs_test_metrics(small_digits
     for r in reports:
         assert set(M.EPOCH_METRICS) | set(M.SUMMARY_METRICS) <= set(r.metrics)
         assert 0 <= r.metrics[M.TEST_F1] <= 1 and r.metrics[M.THROUGHPUT] > 0
+        assert r.metrics[M.TEST_ACC] <= r.metrics[M.TEST_TOP5] <= 1  # 10 classes: top-5 is reported
+    # training time adds up every epoch's time
+    times = [r.metrics[M.TRAIN_TIME] for r in reports]
+    assert times == pytest.approx(list(np.cumsum([r.metrics[M.EPOCH_TIME] for r in reports])))
     # the best epoch is the one with the highest validation accuracy, and its test numbers are carried
     best = max(reports, key=lambda r: r.metrics[M.VAL_ACC])
     last = reports[-1].metrics

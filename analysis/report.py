@@ -1,0 +1,384 @@
+"""The comparison report of one sweep: Markdown, CSV and a self-contained HTML page, from MLflow.
+
+    python -m analysis.report --experiment classify-digits            # the experiment's latest sweep
+    python -m analysis.report --experiment classify-digits --sweep sweep-20261123-101500 --rows trial
+
+Contents: the comparison table; test accuracy against latency and against FLOPs with the Pareto front
+marked; every row's confusion matrix and learning curves (the files its trial logged); the trials'
+fate (finished, stopped early by ASHA, failed); the search space. Every sweep ends by writing it, and
+it is logged to the sweep's parent MLflow run under ``report/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: reports are built on headless machines
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
+
+from analysis.compare import (  # noqa: E402
+    COLUMNS,
+    ROW_MODES,
+    comparison_table,
+    finished,
+    method_note,
+    profiles,
+    select_rows,
+    shown,
+    sweep_runs,
+)
+from analysis.evidence import CONFUSION_PNG, CURVES_PNG  # noqa: E402
+from analysis.profile import Profile  # noqa: E402
+from trainables import metrics as M  # noqa: E402
+
+MAX_EVIDENCE_ROWS = 12  # rows whose confusion matrix and curves are shown; every run keeps its own in MLflow
+SWEEP_TAG = "sweep"  # set on every sweep's parent run (sweeps.tracking)
+FIGURES = "figures"
+
+
+@dataclass
+class Report:
+    markdown: Path
+    csv: Path
+    html: Path
+    table: pd.DataFrame
+    profile: Profile | None
+
+
+def find_sweep(experiment: str, sweep: str | None = None) -> tuple[str, Run]:
+    """(experiment id, parent run) of the named sweep, or of the experiment's latest one."""
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise LookupError(
+            f"--experiment: no experiment named {experiment!r} at {mlflow.get_tracking_uri()}; "
+            f"experiments there: {', '.join(names) or 'none'}"
+        )
+    # A sweep's parent run records how many trials it planned; its trials' runs do not.
+    which = f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else f"tags.`{SWEEP_TAG}` LIKE '%'"
+    parents = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"{which} AND params.trials_planned LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    parents = [r for r in parents if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    if not parents:
+        what = f"no sweep named {sweep!r}" if sweep else "no sweep (parent run tagged 'sweep')"
+        raise LookupError(f"--sweep: experiment {experiment!r} has {what}")
+    return exp.experiment_id, parents[0]
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point beats: none has lower-or-equal cost and higher-or-equal
+    quality with at least one of the two strictly better."""
+    cost, quality = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)
+    le, ge = cost[None, :] <= cost[:, None], quality[None, :] >= quality[:, None]
+    strict = (cost[None, :] < cost[:, None]) | (quality[None, :] > quality[:, None])
+    return ~(le & ge & strict).any(axis=1)
+
+
+def scatter(table: pd.DataFrame, x: str, xlabel: str, path: Path, title: str) -> Path:
+    """Test accuracy against one cost, log-scaled, the Pareto front joined and labelled."""
+    cost, acc = table[x].to_numpy(float), 100 * table[M.TEST_ACC].to_numpy(float)
+    front = pareto_front(cost, acc)
+    labels = _labels(table)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter(cost[~front], acc[~front], color="0.6", label="dominated")
+    order = np.argsort(cost[front])
+    ax.step(cost[front][order], acc[front][order], where="post", color="C3", alpha=0.6)
+    ax.scatter(cost[front], acc[front], color="C3", zorder=3, label="Pareto front")
+    annotate = range(len(table)) if len(table) <= 12 else np.flatnonzero(front)
+    for i in annotate:
+        ax.annotate(labels[i], (cost[i], acc[i]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xscale="log", xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")  # never on top of a point
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    if table["arch"].is_unique:
+        return list(table["arch"])
+    return [f"{a} {r[:6]}" for a, r in zip(table["arch"], table["run_id"], strict=True)]
+
+
+def trial_fate(runs: pd.DataFrame, planned: int | None) -> dict[str, int]:
+    """How the sweep's trials ended, from their runs: finished (of which ASHA stopped early), failed,
+    killed or still running."""
+    status = runs["status"].value_counts() if not runs.empty else pd.Series(dtype=int)
+    done = finished(runs)
+    early = int((done.get("tags.stopped_early", pd.Series(dtype=str)) == "true").sum())
+    return {
+        "planned": planned if planned is not None else len(runs),
+        "runs": len(runs),
+        "finished": int(status.get("FINISHED", 0)),
+        "stopped_early": early,
+        "ran_all_epochs": len(done) - early,
+        "failed": int(status.get("FAILED", 0)),
+        "killed": int(status.get("KILLED", 0)),
+        "running": int(status.get("RUNNING", 0)),
+    }
+
+
+def search_space(parent: Run) -> pd.DataFrame:
+    """The searched axes and the search's settings, as the sweep's parent run recorded them."""
+    p = parent.data.params
+    rows = [(k.removeprefix("space."), v) for k, v in sorted(p.items()) if k.startswith("space.")]
+    for k in ("search", "num_samples", "objectives", "points_to_evaluate", "asha", "grace_period", "max_epochs"):
+        if k in p:
+            rows.append((k, p[k]))
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path | None]]:
+    """run_id -> {"confusion matrix"/"learning curves": local copy, or None where the run has none}, for
+    the first MAX_EVIDENCE_ROWS rows."""
+    found = {}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file drowns the log
+    for run_id in table["run_id"].head(MAX_EVIDENCE_ROWS):
+        found[run_id] = {}
+        for key, name in (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG)):
+            target = out / f"{run_id}-{name}"  # one file per run: every run's evidence has the same names
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"evidence/{name}", dst_path=str(out)
+                )
+                shutil.move(got, target)
+                found[run_id][key] = target
+            except (MlflowException, OSError):
+                found[run_id][key] = None  # said in the report: "not logged"
+    return found
+
+
+def build_report(
+    experiment_id: str,
+    parent: Run,
+    out_dir: Path,
+    rows: str = "arch",
+    device: str = "cpu",
+    reprofile: bool = False,
+    profile: bool = True,
+    log: bool = True,
+    progress=print,
+) -> Report:
+    """Write report.md (+ figures/), comparison.csv and report.html into ``out_dir``; log them to the
+    parent run under report/ when ``log``."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = out_dir / FIGURES
+    figures.mkdir(exist_ok=True)
+    runs = sweep_runs(experiment_id, parent.info.run_id)
+    searched = parent.data.params.get("searched")
+    chosen = select_rows(runs, rows, searched.split(",") if searched else None)
+    profs = profiles(chosen, runs, device, reprofile, progress) if profile and not chosen.empty else None
+    table = comparison_table(chosen, profs)
+    prof = next(iter(profs.values())) if profs else None
+    title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
+    planned = parent.data.params.get("trials_planned")
+    facts = {
+        "title": title,
+        "rows": ROW_MODES[rows],
+        "fate": trial_fate(runs, int(planned) if planned else None),
+        "space": search_space(parent),
+        "method": method_note(prof),
+        "parent": parent,
+        "data": parent.data.params.get("data_source", "?"),
+    }
+    plots = []
+    if profs and len(table):
+        plots.append(
+            scatter(table, "latency_ms", COLUMNS["latency_ms"], figures / "acc_vs_latency.png", "accuracy vs latency")
+        )
+        plots.append(
+            scatter(
+                table, "gflops", "GFLOPs per image (1 MAC = 2 FLOPs)", figures / "acc_vs_flops.png", "accuracy vs FLOPs"
+            )
+        )
+    evidence = fetch_evidence(table, figures) if len(table) else {}
+    csv = out_dir / "comparison.csv"
+    shown(table).to_csv(csv, index=False)
+    md = out_dir / "report.md"
+    md.write_text(to_markdown(table, facts, plots, evidence, out_dir))
+    page = out_dir / "report.html"
+    page.write_text(to_html(table, facts, plots, evidence))
+    if log:
+        mlflow.MlflowClient().log_artifacts(parent.info.run_id, str(out_dir), "report")
+    progress(f"report written in {time.perf_counter() - t0:.1f} s: {page}")
+    return Report(md, csv, page, table, prof)
+
+
+def _experiment_name(experiment_id: str) -> str:
+    return mlflow.MlflowClient().get_experiment(experiment_id).name
+
+
+def _fate_line(f: dict[str, int]) -> str:
+    return (
+        f"{f['planned']} trials planned, {f['runs']} started: {f['finished']} finished "
+        f"({f['ran_all_epochs']} ran every epoch, {f['stopped_early']} stopped early by ASHA), "
+        f"{f['failed']} failed, {f['killed']} killed, {f['running']} still running."
+    )
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float | np.floating):
+        return "" if np.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    out = shown(table)
+    return out.map(_fmt) if not out.empty else out
+
+
+def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict, out_dir: Path) -> str:
+    lines = [f"# Model comparison: {facts['title']}", "", f"Data: {facts['data']}. {_fate_line(facts['fate'])}", ""]
+    if table.empty:
+        lines += ["No finished trial reported a validation accuracy: nothing to compare.", ""]
+    else:
+        lines += [f"Rows: {facts['rows']}.", "", _display(table).to_markdown(index=False), "", facts["method"], ""]
+    for p in plots:
+        lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})", ""]
+    for run_id, files in evidence.items():
+        lines += [f"## {_row_title(table, run_id)}", ""]
+        for key, path in files.items():
+            lines.append(f"![{key}]({path.relative_to(out_dir).as_posix()})" if path else f"({key}: not logged)")
+        lines.append("")
+    if len(table) > MAX_EVIDENCE_ROWS:
+        lines += [f"Evidence shown for the first {MAX_EVIDENCE_ROWS} of {len(table)} rows; every run has its own.", ""]
+    lines += ["## Search space", "", facts["space"].to_markdown(index=False), ""]
+    return "\n".join(lines)
+
+
+def _row_title(table: pd.DataFrame, run_id: str) -> str:
+    r = table.set_index("run_id").loc[run_id]
+    return f"{r['arch']} · freeze {r['freeze']} · augment {r['augment']} · lr {r['lr']:.3g} · run {run_id[:8]}"
+
+
+def _img(path: Path | None, alt: str) -> str:
+    if path is None:
+        return f"<p class=missing>{html.escape(alt)}: not logged by this run</p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1500px;padding:0 1rem;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1rem 0}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3;position:sticky;top:0}
+td:nth-child(-n+5){text-align:left}
+.note{color:#555;font-size:13px;max-width:1100px}
+img{max-width:calc(50% - 1rem);margin:.5rem 1rem .5rem 0;border:1px solid #eee}
+.missing{color:#a00}
+.figs{display:flex;flex-wrap:wrap;align-items:flex-start}
+"""
+
+
+def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict) -> str:
+    """One file, nothing fetched: styles inline, figures as data URIs, no scripts."""
+    e = html.escape
+    parts = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(facts['title'])}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Model comparison: {e(facts['title'])}</h1>",
+        f"<p>Data: {e(facts['data'])}. {e(_fate_line(facts['fate']))}</p>",
+        f"<p class=note>MLflow parent run <code>{e(facts['parent'].info.run_id)}</code>, tracking URI "
+        f"<code>{e(mlflow.get_tracking_uri())}</code>.</p>",
+    ]
+    if table.empty:
+        parts.append("<p class=missing>No finished trial reported a validation accuracy: nothing to compare.</p>")
+    else:
+        parts += [
+            f"<h2>Comparison</h2><p class=note>Rows: {e(facts['rows'])}.</p>",
+            _display(table).to_html(index=False, classes="comparison", border=0),
+            f"<p class=note>{e(facts['method'])}</p>",
+        ]
+    if plots:
+        parts.append("<h2>Accuracy against cost</h2><div class=figs>")
+        parts += [_img(p, p.stem) for p in plots]
+        parts.append("</div>")
+    if evidence:
+        parts.append("<h2>Per model: test confusion matrix and learning curves</h2>")
+        for run_id, files in evidence.items():
+            parts.append(f"<h3>{e(_row_title(table, run_id))}</h3><div class=figs>")
+            parts += [_img(path, key) for key, path in files.items()]
+            parts.append("</div>")
+        if len(table) > MAX_EVIDENCE_ROWS:
+            parts.append(f"<p class=note>Shown for the first {MAX_EVIDENCE_ROWS} of {len(table)} rows.</p>")
+    parts += ["<h2>Search space</h2>", facts["space"].to_html(index=False, border=0), "</body></html>"]
+    return "\n".join(parts)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Build the model-comparison report of a sweep from its MLflow runs: Markdown, CSV and "
+        "a self-contained HTML page, logged to the sweep's parent run under report/. Models are profiled "
+        "(FLOPs, size, latency, throughput) on this machine unless a profile from this device is cached "
+        "on their runs.",
+    )
+    add = p.add_argument
+    add("--experiment", required=True, help="MLflow experiment name (a sweep prints it; e.g. classify-digits)")
+    add("--sweep", help="sweep name (the parent run's 'sweep' tag, e.g. sweep-20261123-101500); default: the latest")
+    add("--tracking-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else MLflow's default (./mlruns)")
+    add("--rows", choices=list(ROW_MODES), default="arch", help="; ".join(f"{k}: {v}" for k, v in ROW_MODES.items()))
+    add("--out", type=Path, help="output directory; default: reports/<experiment>/<sweep>")
+    add("--device", help="where to profile: cpu, cuda or cuda:N; default: cuda if available, else cpu")
+    add("--reprofile", action="store_true", help="measure again even where a profile from this device is cached")
+    add("--no-profile", action="store_true", help="leave out the cost columns and plots (no timing at all)")
+    add("--no-log", action="store_true", help="write the files only; do not log them to the parent run")
+    return p.parse_args(argv)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.tracking_uri:
+        mlflow.set_tracking_uri(args.tracking_uri)
+    device = args.device or default_device()
+    if not (device == "cpu" or device.startswith("cuda")):
+        print(f"error: --device {device!r}: use cpu, cuda or cuda:N", file=sys.stderr)
+        return 2
+    try:
+        exp_id, parent = find_sweep(args.experiment, args.sweep)
+    except (LookupError, MlflowException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sweep = parent.data.tags.get(SWEEP_TAG, parent.info.run_id)
+    out = args.out or Path("reports") / args.experiment / sweep
+    report = build_report(
+        exp_id, parent, out, args.rows, device, args.reprofile, profile=not args.no_profile, log=not args.no_log
+    )
+    print(report.markdown.read_text().split("\n## ")[0])
+    print(f"report: {report.html}\ntable: {report.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The report: files, what they say, the Pareto front, and the command line."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from analysis.report import build_report, find_sweep, main, pareto_front
+
+
+def test_pareto_front_keeps_only_the_points_nothing_beats():
+    cost = np.array([1.0, 2.0, 3.0, 2.0, 4.0])
+    acc = np.array([0.5, 0.8, 0.7, 0.8, 0.9])
+    # 3.0/0.7 is beaten by 2.0/0.8; the two equal points at 2.0/0.8 both stay
+    assert list(pareto_front(cost, acc)) == [True, True, False, True, True]
+
+
+def test_the_latest_sweep_is_found_by_default_and_a_wrong_name_is_refused(sweep):
+    exp_id, parent_id, _ = sweep
+    assert find_sweep("t")[1].data.tags["sweep"] == "sweep-2"
+    assert find_sweep("t", "sweep-1")[1].info.run_id == parent_id
+    with pytest.raises(LookupError, match="experiment 't' has no sweep named 'sweep-9'"):
+        find_sweep("t", "sweep-9")
+
+
+def test_report_files_say_what_was_compared_and_what_is_missing(sweep, tmp_path):
+    exp_id, parent_id, ids = sweep
+    report = build_report(exp_id, mlflow.get_run(parent_id), tmp_path / "out", profile=False, progress=print)
+    md = report.markdown.read_text()
+    assert "5 trials planned, 5 started: 4 finished" in md and "1 failed" in md
+    assert "| convnext_atto" in md and "test macro-F1 (%)" in md
+    html = report.html.read_text()
+    assert "confusion matrix: not logged by this run" in html  # these runs logged no evidence: said, not skipped
+    assert "<script" not in html and "http" not in html.split("</style>")[1].replace(mlflow.get_tracking_uri(), "")
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "report")}
+    assert {"report/report.md", "report/report.html", "report/comparison.csv"} <= logged
+
+
+def test_command_line_names_the_experiments_there_when_one_is_wrong(sweep, capsys):
+    assert main(["--experiment", "nope", "--tracking-uri", mlflow.get_tracking_uri()]) == 2
+    err = capsys.readouterr().err
+    assert "no experiment named 'nope'" in err and "experiments there: Default, t" in err
+    assert main(["--experiment", "t", "--device", "tpu"]) == 2
+    assert "--device 'tpu'" in capsys.readouterr().err
+
+
+def test_command_line_writes_the_report_of_the_named_sweep(sweep, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["--experiment", "t", "--sweep", "sweep-1", "--out", str(out), "--no-profile", "--rows", "trial"]) == 0
+    assert (out / "report.html").is_file() and "one row per finished trial" in (out / "report.md").read_text()
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
