@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -121,8 +122,17 @@ def fail(message: str) -> int:
 
 
 def start_ray(cfg: SweepConfig) -> str | None:
-    """Start or join Ray; the error message if the cluster cannot run one trial (Ray is shut down then)."""
-    ray.init(address=cfg.address)
+    """Start or join Ray; the error message if it cannot be joined or cannot run one trial (Ray is shut
+    down then)."""
+    try:
+        ray.init(address=cfg.address)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+        auth = os.environ.get("RAY_AUTH_MODE", "disabled")
+        return (
+            f"--address {cfg.address}: could not join the Ray cluster: {str(e).splitlines()[0][:300]}. "
+            f"RAY_AUTH_MODE here is {auth!r}: a cluster with token authentication (cluster.yaml) needs "
+            "RAY_AUTH_MODE=token and its token (~/.ray/auth_token, or RAY_AUTH_TOKEN) on this machine too."
+        )
     try:
         check_resources(cfg, ray.cluster_resources())
     except ValueError as e:
