@@ -3,6 +3,7 @@
     python benchmarks/profile_repeat.py                          # tiny preset, 32 px, 5 repeats
     python benchmarks/profile_repeat.py --size 224 --repeats 3
     python benchmarks/profile_repeat.py --same-process           # all repeats in this one process
+    python benchmarks/profile_repeat.py --threads 1              # one torch thread instead of one per core
 
 Each repeat profiles the four architectures of the tiny preset (resnet18, efficientnet_b0,
 vit_tiny_patch16_224, convnext_atto; built by trainables.models.build_model(arch, 10, size), random
@@ -66,7 +67,16 @@ def main() -> None:
         action="store_true",
         help="profile in this process instead of a fresh one per repeat (the report uses a fresh one)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for the timings (default: torch's, one per core, as the report uses); set through "
+        "OMP_NUM_THREADS, which the fresh process inherits",
+    )
     a = p.parse_args()
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # read by torch at start-up in the fresh process
+        torch.set_num_threads(a.threads)  # this process: --same-process
     shapes = [(arch, NUM_CLASSES, a.size) for arch in a.archs]
     where = "this process" if a.same_process else "a fresh process per repeat (as the report)"
     print(f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} cores")
