@@ -50,6 +50,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from analysis.compare import sweep_runs
 from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
+from analysis.profile import cpu_model
 from analysis.report import build_report, find_sweep
 from sweeps.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, local_artifact_root, run_name, sweep_tags
 from trainables import metrics as M
@@ -257,17 +258,6 @@ def fabricate(client: mlflow.MlflowClient, runs: int, evidence: Path, seed: int)
     client.set_tag(parent_id, "interrupted", "false")
     client.set_terminated(parent_id, "FINISHED")
     return exp_id, parent_id
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:  # Linux; platform.processor() is often empty there
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load() -> str:
