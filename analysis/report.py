@@ -166,8 +166,8 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
                 )
                 shutil.move(got, target)
                 found[run_id][key] = target
-            except (MlflowException, OSError):
-                found[run_id][key] = None  # said in the report: "not logged"
+            except MlflowException:  # the run has no such file: said in the report ("not logged")
+                found[run_id][key] = None
     return found
 
 

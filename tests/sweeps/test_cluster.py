@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from tests.conftest import sweep_cmd, sweep_env
-from tests.sweeps.test_faults import SMALL, MlflowServer, check_exactly_once, runs_of, wait_for
+from tests.sweeps.conftest import wait_for
+from tests.sweeps.test_faults import SMALL, check_exactly_once, runs_of
 from trainables import metrics as M
 
 pytestmark = pytest.mark.e2e
@@ -28,18 +29,10 @@ def cluster(ray_tmp):
     c.shutdown()
 
 
-@pytest.fixture
-def server(tmp_path):
-    s = MlflowServer(tmp_path)
-    s.start()
-    yield s
-    s.stop()
-
-
-def test_a_sweep_across_nodes_survives_losing_a_worker_node(tmp_path, ray_tmp, cluster, server):
+def test_a_sweep_across_nodes_survives_losing_a_worker_node(tmp_path, ray_tmp, cluster, mlflow_server):
     c, (first, second) = cluster
-    client = MlflowClient(server.uri)
-    cmd = sweep_cmd(tmp_path, server.uri, *SMALL, "--experiment", "cluster", "--max-failures", "2")
+    client = MlflowClient(mlflow_server.uri)
+    cmd = sweep_cmd(tmp_path, mlflow_server.uri, *SMALL, "--experiment", "cluster", "--max-failures", "2")
     cmd[cmd.index("--address") + 1] = c.address  # join this cluster instead of starting a local Ray
     out = tmp_path / "sweep.log"
     with open(out, "w") as log:

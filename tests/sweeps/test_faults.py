@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.tracking import TRIAL_ID_TAG
 from tests.conftest import REPO, sweep_cmd, sweep_env
+from tests.sweeps.conftest import free_port, wait_for
 from tests.sweeps.test_e2e import EVIDENCE_FILES
 from trainables import metrics as M
 from trainables.trainable import CRASH_AT_EPOCH_ENV
@@ -79,16 +78,6 @@ def resume(sweep_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env)
 
 
-def wait_for(predicate, what: str, timeout_s: float = 600, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the sweep exited (rc {proc.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(1)
-
-
 def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
     """Every trial started from scratch crashes after epoch 1 and is retried; the sweep is interrupted
     with Ctrl-C once a trial has finished, then resumed: one run per trial, every epoch once."""
@@ -134,63 +123,6 @@ def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tm
             assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
     assert sum(c.data.tags.get("retries") == "1" for c in children) >= 2  # crashed, retried, same run
     assert "comparison report:" in proc2.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and an artifacts directory; stop() and
-    start() again keep the port and the data, as a restarted server would."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--backend-store-uri",
-            f"sqlite:///{self.root}/server.db",
-            "--artifacts-destination",
-            str(self.root / "artifacts"),
-            "--workers",
-            "1",
-        ]
-        log = open(self.root / "server.log", "a")
-        # Its own session: stop() ends the server and the workers it spawned, and nothing else.
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self.healthy, f"mlflow server on {self.uri}", timeout_s=120)
-
-    def healthy(self) -> bool:
-        try:
-            return requests.get(f"{self.uri}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_sweep_against_a_server_that_restarts_mid_sweep_loses_nothing(tmp_path, ray_tmp, mlflow_server):
