@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--val-frac", type=float, metavar="F", help="share of images held out for validation")
     data.add_argument("--test-frac", type=float, metavar="F", help="share held out for the final test")
     data.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out files that are not readable images (truncated, corrupted, too large) instead of "
+        "stopping; the sweep's MLflow run lists them",
+    )
+    data.add_argument(
         "--img-size",
         type=int,
         metavar="PX",
@@ -127,7 +133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--max-epochs", type=int, help="epochs per trial")
     run.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs (no early stopping)")
     run.add_argument("--grace-period", type=int, help="epochs before ASHA may stop a trial")
-    run.add_argument("--cpus-per-trial", type=float, help="CPU cores per trial; also its torch threads")
+    run.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        help="CPU cores per trial: its torch threads, and all but one of them DataLoader workers "
+        "(unless the recipe sets num_workers)",
+    )
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU")
     run.add_argument("--max-failures", type=int, help="retries of a crashed trial, from its last checkpoint")
     run.add_argument("--seed", type=int, help="seed of the split, the search and the trials")
@@ -197,6 +208,9 @@ def config_from_args(a: argparse.Namespace):
     if given.get("no_asha"):
         out["settings"]["asha"] = False
         flags["asha"] = "--no-asha"
+    if given.get("skip_bad_images"):
+        out["settings"]["skip_bad_images"] = True
+        flags["skip_bad_images"] = "--skip-bad-images"
     for item in given.get("set", []):
         key, value = parse_set(item)
         if key not in TrialConfig.field_names() and key not in SETTINGS:

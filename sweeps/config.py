@@ -123,6 +123,8 @@ class SweepConfig:
     test_frac: float = 0.15
     train_limit: int | None = None
     """Use at most this many training images (stratified); None: all. For smoke tests."""
+    skip_bad_images: bool = False
+    """Leave out files that cannot be read as images (listed in the sweep's run) instead of stopping."""
     search: str = "tpe"
     """'tpe' (Optuna's TPE), 'random' (Optuna's RandomSampler) or 'grid' (every combination, Optuna's
     BruteForceSampler; needs a discrete space)."""
@@ -173,6 +175,14 @@ class SweepConfig:
         _check(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
         _check(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
         _check(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
+        if self.storage_path is not None:
+            _check(
+                "://" not in self.storage_path,
+                "storage_path",
+                f"{self.storage_path!r}: object-store URIs are not supported yet (the sweep keeps its recipe and "
+                "resume file beside Tune's state as local files); give a directory, on a cluster one every node "
+                "mounts (cluster.yaml mounts EFS at /mnt/shared)",
+            )
         ok = 0 < self.val_frac < 1 and 0 < self.test_frac < 1 and self.val_frac + self.test_frac < 1
         _check(ok, "val_frac/test_frac", f"each in (0, 1) and sum < 1, got {self.val_frac}, {self.test_frac}")
         if self.train_limit is not None:
@@ -432,19 +442,32 @@ def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> SweepConfig:
     try:
         if not isinstance(d, dict):
             raise ConfigError(f"expected a mapping of settings at the top level, got {type(d).__name__}")
-        unknown = [k for k in d if k not in _SWEEP_FIELDS and k != "space"]
-        if unknown:
-            allowed = [*_SWEEP_FIELDS, "space"]
-            raise ConfigError("; ".join(unknown_name_message("setting", k, allowed) for k in unknown))
+        # Each key on its own first, every mistake collected: one run of the script shows them all.
+        problems: list[str] = []
+        allowed = [*_SWEEP_FIELDS, "space"]
+        problems += [unknown_name_message("setting", k, allowed) for k in d if k not in allowed]
         kwargs: dict[str, Any] = {}
         for k, v in d.items():
-            if k == "space":
-                if not isinstance(v, dict) or not v:
-                    raise ConfigError("space: expected a mapping of trial parameters to values, lists or ranges")
-                kwargs["space"] = {key: parse_dim(key, raw) for key, raw in v.items()}
-            else:
-                kwargs[k] = _sweep_value(k, v)
-        return SweepConfig(**kwargs, source=source)
+            try:
+                if k == "space":
+                    if not isinstance(v, dict) or not v:
+                        raise ConfigError("space: expected a mapping of trial parameters to values, lists or ranges")
+                    space = {}
+                    for key, raw in v.items():
+                        try:
+                            space[key] = parse_dim(key, raw)
+                        except ConfigError as e:
+                            problems.append(str(e))
+                    kwargs["space"] = space
+                elif k in _SWEEP_FIELDS:
+                    kwargs[k] = _sweep_value(k, v)
+            except ConfigError as e:
+                problems.append(str(e))
+        if len(problems) > 1:
+            raise ConfigError(f"{len(problems)} problems:\n" + "\n".join(f"  {source}: {p}" for p in problems))
+        if problems:
+            raise ConfigError(problems[0])
+        return SweepConfig(**kwargs, source=source)  # then how the keys fit together
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from trainables.trainable import train_classifier
 # Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues.
 SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied
+SKIPPED_FILE = "data/skipped_images.txt"  # on the parent run: the files --skip-bad-images left out
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 
 
@@ -42,7 +44,11 @@ def log(msg: str) -> None:
 
 
 def prepare_data(cfg: SweepConfig) -> DatasetSplits:
-    splits = load_splits(cfg.data, cfg.val_frac, cfg.test_frac, cfg.seed)
+    splits = load_splits(cfg.data, cfg.val_frac, cfg.test_frac, cfg.seed, skip_bad=cfg.skip_bad_images, progress=log)
+    if splits.skipped:
+        log(f"--skip-bad-images: left out {len(splits.skipped)} unreadable file(s), listed in the run's {SKIPPED_FILE}")
+    if splits.duplicates:
+        log(f"data: {splits.duplicates} file(s) are identical copies of another; each copy is in its original's split")
     if cfg.train_limit is not None:
         splits = limit_train(splits, cfg.train_limit, cfg.seed)
     return splits
@@ -112,6 +118,52 @@ def trainable_of(cfg: SweepConfig, splits: DatasetSplits):
     )
 
 
+CHECK_ERRORS = (TrackingUnavailable, FileNotFoundError, ValueError, RuntimeError, OSError)
+
+
+def check_request(cfg: SweepConfig, tracking_uri: str) -> tuple[DatasetSplits | None, str]:
+    """Everything a sweep needs besides Ray, checked before anything starts: the tracking server, the
+    data, every model the space allows, and the storage path. The problems, all of them, as one message
+    ('' when there are none)."""
+    problems: list[str] = []
+    splits = None
+    for check in (
+        lambda: check_tracking_server(tracking_uri),
+        lambda: check_storage(storage_root(cfg)),
+    ):
+        try:
+            check()
+        except CHECK_ERRORS as e:
+            problems.append(str(e))
+    try:
+        splits = prepare_data(cfg)
+    except CHECK_ERRORS as e:
+        problems.append(str(e))
+    try:  # with the data unreadable, the models are still checked, for 2 classes
+        check_models(cfg, splits.num_classes if splits else 2)
+    except CHECK_ERRORS as e:
+        problems.append(str(e))
+    if len(problems) > 1:
+        return splits, f"{len(problems)} problems, nothing has started:\n" + "\n".join(f"- {p}" for p in problems)
+    return splits, "".join(problems)
+
+
+def check_storage(root: Path) -> None:
+    """Tune writes every checkpoint under this directory: make sure it can, before hours of training.
+    Directories made for the check are removed again: a refused sweep leaves nothing behind."""
+    made = [p for p in (root, *root.parents) if not p.exists()]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise OSError(f"--storage-path {root}: not a writable directory ({e.strerror or e}).") from None
+    finally:
+        for p in made:  # deepest first
+            if p.is_dir():
+                p.rmdir()
+
+
 def storage_root(cfg: SweepConfig) -> Path:
     return Path(cfg.storage_path or DEFAULT_STORAGE).expanduser().resolve()
 
@@ -146,12 +198,9 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     if cfg.tracking_uri:
         mlflow.set_tracking_uri(cfg.tracking_uri)
     tracking_uri = mlflow.get_tracking_uri()
-    try:
-        check_tracking_server(tracking_uri)
-        splits = prepare_data(cfg)
-        check_models(cfg, splits.num_classes)
-    except (TrackingUnavailable, FileNotFoundError, ValueError, RuntimeError) as e:
-        return fail(str(e))
+    splits, problems = check_request(cfg, tracking_uri)
+    if problems:
+        return fail(problems)
     s = splits.summary()
     log(
         f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
@@ -179,6 +228,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         mlflow.log_params({"trials_planned": n, "searched": searched or "arch"})
         mlflow.log_dict(cfg.to_yaml_dict(addresses=False), RECIPE_FILE)
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
+        if splits.skipped:
+            mlflow.log_text("\n".join(splits.skipped) + "\n", SKIPPED_FILE)
         exp_dir.mkdir(parents=True, exist_ok=True)
         (exp_dir / RECIPE_FILE).write_text(_yaml(cfg.to_yaml_dict()))
         sweep = {

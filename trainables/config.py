@@ -58,8 +58,9 @@ class TrialConfig:
     """Max global gradient norm; 0 turns clipping off."""
     seed: int = 0
     """Seeds weight init, data order and augmentation of this trial."""
-    num_workers: int = 0
-    """DataLoader worker processes; 0 loads in the trial's own process (right for in-memory data)."""
+    num_workers: int | None = None
+    """DataLoader worker processes; 0 loads in the trial's own process. None: one per CPU Ray gives the
+    trial beyond the first (`--cpus-per-trial 4` -> 3 loader workers, 1 -> 0)."""
     amp: bool = True
     """bfloat16 autocast on CUDA; ignored on CPU (recorded as the run's `amp_active`)."""
 
@@ -81,9 +82,9 @@ class TrialConfig:
         if self.augment not in AUGMENT:
             raise ValueError(f"augment: {unknown_name_message('augmentation policy', self.augment, AUGMENT.names())}")
         _positive(self, "lr", "batch_size", "max_epochs", "backbone_lr_mult")
-        _non_negative(
-            self, "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "unfreeze_stages", "mixup", "cutmix"
-        )
+        _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip", "unfreeze_stages", "mixup", "cutmix")
+        if self.num_workers is not None:
+            _non_negative(self, "num_workers")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"random_erasing: a probability in [0, 1], got {self.random_erasing}")
         if self.mixes and self.batch_size % 2:

@@ -9,15 +9,77 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+import io
+import os
+import warnings
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 DIGITS = "digits"  # the name of the embedded default dataset
+BACKGROUND = (255, 255, 255)  # what transparent pixels become: images are composited onto white
+MAX_LISTED = 20  # bad files named in one error message; the rest are counted
+SCAN_PROGRESS_EVERY = 5000  # images between progress lines while checking a folder
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any image PIL opens, as the 8-bit RGB picture a person sees: EXIF orientation applied, 16-bit and
+    32-bit grey scaled to 8 bits (not clipped), transparency composited onto white, CMYK and palettes
+    converted."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (PNG/TIFF); "I" holds 16-bit PNGs too
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        im = Image.fromarray(np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, BACKGROUND)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return im.convert("RGB")
+
+
+def check_image(path: str) -> tuple[str | None, str]:
+    """(what is wrong with this file or None, SHA-256 of its bytes). Decodes every pixel, so truncated
+    files are caught here and not in the middle of a trial; images over PIL's decompression-bomb limit
+    are refused unopened."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                to_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return f"too large to decode safely ({e})", digest
+    except UnidentifiedImageError:
+        return "not an image PIL can read", digest
+    except (OSError, SyntaxError, ValueError) as e:  # PIL reports truncation and bad data as these
+        return f"truncated or corrupted ({e})", digest
+    return None, digest
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What checking every file of an image folder found."""
+
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    groups: dict[str, list[int]] = field(default_factory=dict)  # content hash -> indices of identical files
+
+
+class BadImagesError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -35,7 +97,7 @@ class ImageSamples:
         if isinstance(item, np.ndarray):
             return Image.fromarray(item)  # (H, W, 3) uint8: RGB
         with Image.open(item) as im:
-            return im.convert("RGB")
+            return to_rgb(im)
 
 
 @dataclass(frozen=True)
@@ -46,6 +108,8 @@ class DatasetSplits:
     train: ImageSamples
     val: ImageSamples
     test: ImageSamples
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out (--skip-bad-images)
+    duplicates: int = 0  # files identical to another of the same class, kept in that one's split
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +123,8 @@ class DatasetSplits:
             "train_size": len(self.train),
             "val_size": len(self.val),
             "test_size": len(self.test),
+            "skipped_images": len(self.skipped),
+            "duplicate_images": self.duplicates,
         }
 
 
@@ -131,24 +197,86 @@ def load_digits(val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0) 
     )
 
 
-def load_image_folder(root: str | Path, val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0):
+def scan_images(paths: list[str], labels: np.ndarray, classes: list[str], where: str, progress=None) -> ScanResult:
+    """Open every file once: the unreadable ones, and which files are byte-identical copies of each
+    other. A copy filed under two classes cannot be right, and is an error on its own. Decoding runs on
+    every core (PIL releases the GIL); ``progress`` hears how far it got on large folders."""
+    bad, by_hash = [], defaultdict(list)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for i, (problem, digest) in enumerate(pool.map(check_image, paths, chunksize=64)):
+            if problem:
+                bad.append((paths[i], problem))
+            else:
+                by_hash[digest].append(i)
+            if progress and (i + 1) % SCAN_PROGRESS_EVERY == 0:
+                progress(f"{where}: checked {i + 1} of {len(paths)} images")
+    clashes = [ix for ix in by_hash.values() if len({int(labels[i]) for i in ix}) > 1]
+    if clashes:
+        listed = "; ".join(" = ".join(f"{paths[i]} ({classes[labels[i]]})" for i in ix) for ix in clashes[:MAX_LISTED])
+        raise ValueError(
+            f"{where}: {len(clashes)} image(s) are filed under more than one class (identical bytes): {listed}. "
+            "Keep each image in one class folder."
+        )
+    return ScanResult(bad=bad, groups=dict(by_hash))
+
+
+def _bad_images_message(bad: list[tuple[str, str]], where: str) -> str:
+    listed = "\n  ".join(f"{p}: {why}" for p, why in bad[:MAX_LISTED])
+    more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    return (
+        f"{where}: {len(bad)} file(s) cannot be used as images:\n  {listed}{more}\n"
+        "Fix or remove them, or pass --skip-bad-images to leave them out (the sweep's run lists them)."
+    )
+
+
+def grouped_split(
+    labels: np.ndarray, groups: list[list[int]], val_frac: float, test_frac: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stratified split of groups of identical images: every copy lands in the same split as the
+    others, so no image is both trained and tested on."""
+    firsts = np.asarray([g[0] for g in groups])
+    tr, va, te = stratified_split(labels[firsts], val_frac, test_frac, seed)
+    expand = lambda picked: np.sort(np.concatenate([np.asarray(groups[j]) for j in picked]))  # noqa: E731
+    return expand(tr), expand(va), expand(te)
+
+
+def load_image_folder(
+    root: str | Path,
+    val_frac: float = 0.15,
+    test_frac: float = 0.15,
+    seed: int = 0,
+    skip_bad: bool = False,
+    progress=None,
+) -> DatasetSplits:
     """A user's directory in torchvision's ImageFolder layout: ``root/<class name>/<image file>``.
 
-    torchvision scans the tree (class names sorted, the usual image extensions); the split is ours.
+    torchvision scans the tree (class names sorted, the usual image extensions); every file is then
+    opened and decoded once. Unreadable files stop the sweep with their names, or with ``skip_bad`` are
+    left out and listed in ``DatasetSplits.skipped``. Identical files go to the same split.
     """
     from torchvision.datasets import ImageFolder
 
     root = Path(root).expanduser().resolve()
+    where = f"--data {root}"
     if not root.is_dir():
-        raise FileNotFoundError(f"--data {root}: no such directory (expected root/<class>/<image>).")
+        raise FileNotFoundError(f"{where}: no such directory (expected root/<class>/<image>).")
     try:
         folder = ImageFolder(str(root))
     except FileNotFoundError as e:  # torchvision: no class folders, or a class folder with no images
-        raise FileNotFoundError(f"--data {root}: {e}") from None
+        raise FileNotFoundError(f"{where}: {e}") from None
     paths = [p for p, _ in folder.samples]
     labels = np.asarray([y for _, y in folder.samples], dtype=np.int64)
-    _check_split_sizes(labels, folder.classes, val_frac, test_frac, f"--data {root}")
-    tr, va, te = stratified_split(labels, val_frac, test_frac, seed)
+    scan = scan_images(paths, labels, folder.classes, where, progress)
+    if scan.bad and not skip_bad:
+        raise BadImagesError(_bad_images_message(scan.bad, where))
+    groups = list(scan.groups.values())
+    keep = np.sort(np.concatenate([np.asarray(g) for g in groups])) if groups else np.zeros(0, dtype=np.int64)
+    renumber = {int(old): new for new, old in enumerate(keep)}
+    paths, labels = [paths[i] for i in keep], labels[keep]
+    groups = [[renumber[i] for i in g] for g in groups]
+    distinct = np.asarray([g[0] for g in groups], dtype=np.int64)
+    _check_split_sizes(labels[distinct], folder.classes, val_frac, test_frac, where)
+    tr, va, te = grouped_split(labels, groups, val_frac, test_frac, seed)
     return DatasetSplits(
         name=root.name,
         source=str(root),
@@ -156,14 +284,18 @@ def load_image_folder(root: str | Path, val_frac: float = 0.15, test_frac: float
         train=_take(paths, labels, tr),
         val=_take(paths, labels, va),
         test=_take(paths, labels, te),
+        skipped=[p for p, _ in scan.bad],
+        duplicates=sum(len(g) - 1 for g in groups),
     )
 
 
-def load_splits(data: str | None, val_frac: float, test_frac: float, seed: int) -> DatasetSplits:
+def load_splits(
+    data: str | None, val_frac: float, test_frac: float, seed: int, skip_bad: bool = False, progress=None
+) -> DatasetSplits:
     """``None`` or ``"digits"``: the embedded default; anything else: an ImageFolder directory."""
     if data in (None, DIGITS):
         return load_digits(val_frac, test_frac, seed)
-    return load_image_folder(data, val_frac, test_frac, seed)
+    return load_image_folder(data, val_frac, test_frac, seed, skip_bad=skip_bad, progress=progress)
 
 
 def split_fingerprint(splits: DatasetSplits) -> str:

@@ -92,6 +92,7 @@ def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Piec
         "device": str(device),
         "amp_active": cfg.amp and device.type == "cuda",
         "channels_last": device.type == "cuda",
+        "loader_workers": cfg.num_workers or 0,
         "weights_source": source,
     }
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -110,7 +111,8 @@ def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Piec
 def make_loaders(splits: DatasetSplits, cfg: TrialConfig, dc: dict, pin_memory: bool) -> dict[str, DataLoader]:
     """Augmentation on the training split only; validation and test share the model's eval transform."""
     ev = eval_transform(dc)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin_memory)
+    workers = cfg.num_workers or 0  # None (no CPU count given, outside Ray): load in this process
+    common = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
     return {
         # drop_last keeps BatchNorm away from a final batch of one image, and MixUp's pairs whole.
         "train": DataLoader(

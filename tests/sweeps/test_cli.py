@@ -135,3 +135,27 @@ def test_resume_refuses_flags_that_would_change_the_sweep(tmp_path, capsys):
     assert main(["--resume", str(tmp_path), "--archs", "resnet18", "--max-epochs", "9"]) == 2
     err = capsys.readouterr().err
     assert "--archs" in err and "--max-epochs" in err and "cannot change it" in err
+
+
+def test_a_bad_server_storage_path_and_data_are_reported_together_before_anything_starts(tmp_path, capsys):
+    from tests.sweeps.conftest import free_port
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    port = free_port()  # nothing listens there
+    argv = ["--data", str(tmp_path / "nope"), "--tracking-uri", f"http://127.0.0.1:{port}"]
+    assert main([*argv, "--storage-path", str(blocker / "ray"), "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems, nothing has started" in err
+    assert f"the MLflow tracking server http://127.0.0.1:{port} does not answer" in err
+    assert f"--storage-path {blocker / 'ray'}: not a writable directory" in err
+    assert f"--data {tmp_path / 'nope'}: no such directory" in err
+
+
+def test_an_unreadable_image_stops_the_sweep_before_ray_starts(tmp_path, capsys, image_folder):
+    (image_folder / "left" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert main(["--data", str(image_folder), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]) == 2
+    err = capsys.readouterr().err
+    assert f"{image_folder / 'left' / 'cut.png'}: not an image PIL can read" in err and "--skip-bad-images" in err
+    assert not (tmp_path / "m.db").exists()

@@ -5,6 +5,7 @@ every trial still ends with exactly one MLflow run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -20,13 +21,19 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def cluster(ray_tmp):
+def cluster(ray_tmp, monkeypatch):
     """Head (0 CPUs: no trial lands there) + 2 worker nodes of 1 CPU each, stopped by its own handles."""
+    # Cluster() records its address in <RAY_TMPDIR or /tmp>/ray/ray_current_cluster: keep that file in this
+    # test's own dir, so a plain ray.init() elsewhere on the machine never joins this cluster.
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    os.makedirs(os.path.join(ray_tmp, "ray"), exist_ok=True)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": ray_tmp})
-    workers = [c.add_node(num_cpus=1, temp_dir=ray_tmp) for _ in range(2)]
-    c.wait_for_nodes()
-    yield c, workers
-    c.shutdown()
+    try:  # shut down even when a node fails to start: no Ray left behind by a failed test
+        workers = [c.add_node(num_cpus=1, temp_dir=ray_tmp) for _ in range(2)]
+        c.wait_for_nodes()
+        yield c, workers
+    finally:
+        c.shutdown()
 
 
 def test_a_sweep_across_nodes_survives_losing_a_worker_node(tmp_path, ray_tmp, cluster, mlflow_server):

@@ -96,6 +96,7 @@ BASE = "space:\n  arch: resnet18\n"
             "max_epochs: 2\n" + BASE + "  freeze: [full, gradual]\n  gradual_epochs: 2\n",
             r"space\.\w+: gradual_epochs: head-only epochs before unfreezing must be in \[1, max_epochs\)",
         ),
+        ("storage_path: s3://bucket/ray\n" + BASE, r"storage_path: 's3://bucket/ray': object-store URIs are not"),
         ("space: {}\n", r"space: expected a mapping"),
         ("space:\n  freeze: full\n", r"space\.arch: the architectures to compare are required"),
     ],
@@ -266,3 +267,21 @@ def test_search_modes_pick_their_optuna_sampler():
             }
         )
         assert isinstance(sampler(cfg), cls)
+
+
+def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path):
+    path = write(
+        tmp_path,
+        "num_sample: 3\nmax_epochs: two\nspace:\n  arch: [resnet18]\n  freeze: []\n  lr: {loguniform: [0.1, 0.01]}\n",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: 4 problems:")
+    for expected in (
+        "unknown setting 'num_sample'. Did you mean 'num_samples'",
+        "max_epochs: expected an integer, got 'two'",
+        "space.freeze: the list of choices is empty",
+        "space.lr.loguniform: need low < high, got [0.1, 0.01]",
+    ):
+        assert f"{path}: {expected}" in msg

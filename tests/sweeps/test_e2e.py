@@ -170,11 +170,18 @@ def check_champion(client: MlflowClient, uri: str, name: str, best_run_id: str) 
 
 
 def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
-    proc, uri = run_sweep(tmp_path, ray_tmp, "--data", str(image_folder))
+    broken = image_folder / "middle" / "half.jpg"
+    broken.write_bytes(next((image_folder / "middle").glob("*.jpg")).read_bytes()[:200])  # a cut-off download
+    proc, uri = run_sweep(tmp_path, ray_tmp, "--data", str(image_folder), "--cpus-per-trial", "2", "--skip-bad-images")
     client, parent, children = check_sweep_in_mlflow(uri, "classify-shapes")
+    assert parent.data.params["skipped_images"] == "1"
+    skipped = client.download_artifacts(parent.info.run_id, "data/skipped_images.txt", str(tmp_path))
+    assert Path(skipped).read_text().split() == [str(broken)]
+    assert "left out 1 unreadable file(s)" in proc.stdout
     assert parent.data.params["data_source"] == str(image_folder)
     assert parent.data.params["num_classes"] == "3"
     assert {c.data.params["num_classes"] for c in children} == {"3"}
+    assert {c.data.params["loader_workers"] for c in children} == {"1"}  # 2 CPUs: the loop + 1 loader worker
     rows = read_table(tmp_path)
     assert len(rows) == 4 and "test top-5 acc (%)" not in rows[0]  # top-5 of 3 classes would always be 100%
 

@@ -1,0 +1,148 @@
+"""Images as users have them: unreadable files named before any trial starts (or left out and listed
+with --skip-bad-images), unusual but valid ones converted to the RGB picture a person sees, and copies
+of one image never split between training and test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import write_image_folder
+from trainables.data import BadImagesError, ImageSamples, check_image, load_image_folder, to_rgb
+
+
+def three_classes(tmp_path):
+    return write_image_folder(tmp_path / "shapes", {"left": 12, "middle": 12, "right": 12})
+
+
+def loaded(path) -> np.ndarray:
+    """The pixels a trial sees for this file."""
+    return np.asarray(ImageSamples(images=[str(path)], labels=np.zeros(1, dtype=np.int64)).load(0))
+
+
+def test_unreadable_files_are_all_named_with_what_is_wrong(tmp_path):
+    root = three_classes(tmp_path)
+    good = sorted((root / "left").glob("*.jpg"))[0].read_bytes()
+    (root / "left" / "cut.jpg").write_bytes(good[: len(good) // 2])  # a download that stopped halfway
+    (root / "middle" / "notes.png").write_text("not a picture")  # named like an image, but text
+    (root / "right" / "zero.jpg").write_bytes(b"")
+    with pytest.raises(BadImagesError) as e:
+        load_image_folder(root)
+    msg = str(e.value)
+    assert f"--data {root}: 3 file(s) cannot be used as images" in msg
+    assert f"{root / 'left' / 'cut.jpg'}: truncated or corrupted" in msg
+    assert f"{root / 'middle' / 'notes.png'}: not an image PIL can read" in msg
+    assert f"{root / 'right' / 'zero.jpg'}: not an image PIL can read" in msg
+    assert "--skip-bad-images" in msg
+
+
+def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
+    root = three_classes(tmp_path)
+    (root / "left" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    s = load_image_folder(root, skip_bad=True)
+    assert s.skipped == [str(root / "left" / "broken.png")]
+    assert s.summary()["skipped_images"] == 1
+    used = [*s.train.images, *s.val.images, *s.test.images]
+    assert len(used) == 36 and str(root / "left" / "broken.png") not in used
+
+
+def test_a_decompression_bomb_is_refused_unopened(tmp_path, monkeypatch):
+    """PIL's own guard, at a small limit so the test need not write a 180-megapixel file."""
+    path = tmp_path / "huge.png"
+    Image.new("L", (100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # warning above 2,000 px, error above 4,000
+    problem, _ = check_image(str(path))
+    assert problem is not None and problem.startswith("too large to decode safely")
+    assert "10000 pixels" in problem
+
+
+@pytest.mark.parametrize(
+    "mode, make, expected",
+    [
+        ("L", lambda: Image.new("L", (4, 4), 200), (200, 200, 200)),
+        ("I;16", lambda: Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)), (128, 128, 128)),
+        ("RGBA", lambda: Image.new("RGBA", (4, 4), (10, 20, 30, 0)), (255, 255, 255)),  # transparent: white
+        ("LA", lambda: Image.new("LA", (4, 4), (0, 255)), (0, 0, 0)),  # opaque black stays black
+        ("CMYK", lambda: Image.new("CMYK", (4, 4), (0, 255, 255, 0)), (255, 0, 0)),  # no cyan, full M+Y: red
+        ("P", lambda: Image.new("RGB", (4, 4), (0, 128, 255)).convert("P", palette=Image.ADAPTIVE), (0, 128, 255)),
+    ],
+)
+def test_unusual_image_modes_become_the_rgb_a_person_sees(tmp_path, mode, make, expected):
+    im = make()
+    assert im.mode == mode
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    im.save(path)
+    with Image.open(path) as reopened:  # what is on disk, e.g. 16-bit PNGs open as "I;16" or "I"
+        assert check_image(str(path))[0] is None
+        pixels = np.asarray(to_rgb(reopened))
+    assert pixels.shape == (4, 4, 3) and pixels.dtype == np.uint8
+    assert tuple(int(v) for v in pixels[0, 0]) == expected
+    assert (loaded(path) == pixels).all()
+
+
+def test_a_palette_image_with_a_transparent_colour_is_composited_onto_white(tmp_path):
+    im = Image.new("P", (4, 4), 1)
+    im.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    im.info["transparency"] = 0  # palette entry 0 is transparent
+    im.save(tmp_path / "p.png", transparency=0)
+    px = loaded(tmp_path / "p.png")
+    assert tuple(px[0, 0]) == (255, 255, 255) and tuple(px[1, 1]) == (200, 0, 0)
+
+
+def test_an_exif_rotated_photo_is_seen_upright(tmp_path):
+    """Cameras store pixels as the sensor saw them and an EXIF orientation: 6 means turn 90 degrees
+    clockwise to view. A 20 wide x 10 high sensor image with a red left edge is seen 10 wide x 20 high,
+    the red edge on top."""
+    a = np.zeros((10, 20, 3), dtype=np.uint8)
+    a[:, :3] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    px = loaded(tmp_path / "photo.jpg")
+    assert px.shape == (20, 10, 3)
+    assert px[0, 5, 0] > 200 and px[0, 5, 1] < 60  # top row red
+    assert px[-1, 5, 0] < 60  # bottom row dark
+
+
+def test_copies_of_one_image_land_in_one_split(tmp_path):
+    root = three_classes(tmp_path)
+    original = sorted((root / "left").iterdir())[0]
+    for k in range(5):
+        (root / "left" / f"copy{k}{original.suffix}").write_bytes(original.read_bytes())
+    s = load_image_folder(root, seed=3)
+    assert s.duplicates == 5
+    parts = [{p for p in part.images} for part in (s.train, s.val, s.test)]
+    copies = {str(original), *(str(root / "left" / f"copy{k}{original.suffix}") for k in range(5))}
+    holding = [i for i, part in enumerate(parts) if part & copies]
+    assert len(holding) == 1 and copies <= parts[holding[0]]  # all six together, in one split
+
+
+def test_one_image_filed_under_two_classes_is_an_error(tmp_path):
+    root = three_classes(tmp_path)
+    original = sorted((root / "left").iterdir())[0]
+    (root / "right" / f"same{original.suffix}").write_bytes(original.read_bytes())
+    with pytest.raises(ValueError, match=r"1 image\(s\) are filed under more than one class") as e:
+        load_image_folder(root)
+    assert f"{original} (left)" in str(e.value) and f"same{original.suffix} (right)" in str(e.value)
+
+
+def test_an_empty_class_folder_and_a_single_class_are_named(tmp_path):
+    root = three_classes(tmp_path)
+    (root / "blank").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--data .*shapes: .*no valid file for the classes blank"):
+        load_image_folder(root)
+    one = write_image_folder(tmp_path / "one", {"only": 12})
+    with pytest.raises(ValueError, match=r"found 1 class\(es\) \['only'\]; classification needs at least 2"):
+        load_image_folder(one)
+
+
+def test_checking_a_large_folder_says_how_far_it_got(tmp_path, monkeypatch):
+    import trainables.data
+
+    root = three_classes(tmp_path)
+    monkeypatch.setattr(trainables.data, "SCAN_PROGRESS_EVERY", 10)
+    said: list[str] = []
+    load_image_folder(root, progress=said.append)
+    assert said == [f"--data {root}: checked {n} of 36 images" for n in (10, 20, 30)]
