@@ -3,6 +3,7 @@ champion in the Model Registry; or resume an interrupted one from its Ray Tune e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,7 +36,7 @@ from trainables.trainable import train_classifier
 # Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues.
 SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied
-SKIPPED_FILE = "data/skipped_images.txt"  # on the parent run: the files --skip-bad-images left out
+SKIPPED_FILE = "data/skipped_images.txt"  # on the parent run: path<TAB>problem of each file left out
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 
 
@@ -151,16 +152,17 @@ def check_request(cfg: SweepConfig, tracking_uri: str) -> tuple[DatasetSplits | 
 def check_storage(root: Path) -> None:
     """Tune writes every checkpoint under this directory: make sure it can, before hours of training.
     Directories made for the check are removed again: a refused sweep leaves nothing behind."""
-    made = [p for p in (root, *root.parents) if not p.exists()]
+    made: list[Path] = []
     try:
+        made = [p for p in (root, *root.parents) if not p.exists()]
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
             pass
     except OSError as e:
         raise OSError(f"--storage-path {root}: not a writable directory ({e.strerror or e}).") from None
     finally:
-        for p in made:  # deepest first
-            if p.is_dir():
+        for p in made:  # deepest first; one that something else has filled meanwhile stays
+            with contextlib.suppress(OSError):
                 p.rmdir()
 
 
@@ -229,7 +231,7 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         mlflow.log_dict(cfg.to_yaml_dict(addresses=False), RECIPE_FILE)
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
         if splits.skipped:
-            mlflow.log_text("\n".join(splits.skipped) + "\n", SKIPPED_FILE)
+            mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.skipped), SKIPPED_FILE)
         exp_dir.mkdir(parents=True, exist_ok=True)
         (exp_dir / RECIPE_FILE).write_text(_yaml(cfg.to_yaml_dict()))
         sweep = {
@@ -268,7 +270,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
     try:
         check_tracking_server(tracking_uri)
         splits = prepare_data(cfg)
-    except (TrackingUnavailable, FileNotFoundError, ValueError) as e:
+    except CHECK_ERRORS as e:
         return fail(str(e))
     if split_fingerprint(splits) != sweep["split_fingerprint"]:  # the data changed under the sweep
         return fail(

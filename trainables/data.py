@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,19 +28,23 @@ SCAN_PROGRESS_EVERY = 5000  # images between progress lines while checking a fol
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Any image PIL opens, as the 8-bit RGB picture a person sees: EXIF orientation applied, 16-bit and
-    32-bit grey scaled to 8 bits (not clipped), transparency composited onto white, CMYK and palettes
-    converted."""
+    """Any image PIL opens, as the 8-bit RGB picture a person sees: EXIF orientation applied; 16-bit
+    grey scaled to 8 bits (65535 -> 255, not clipped; 32-bit integer grey the same, or by its maximum
+    when that is higher); floating-point grey in [0, 1] scaled by 255, otherwise by its maximum;
+    transparency (an alpha channel or a transparent palette/colour entry) composited onto white; CMYK
+    and palettes converted. A 12-bit image stored in 16 bits comes out dark: its range is not recorded."""
     im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (PNG/TIFF); "I" holds 16-bit PNGs too
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        top = float(a.max(initial=0))
+        if im.mode == "F":
+            top = 1.0 if top <= 1.0 else top
+        else:
+            top = max(65535.0, top)
         im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    elif im.mode == "F":
-        im = Image.fromarray(np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if im.mode in ("P", "L", "RGB") and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
         rgba = im.convert("RGBA")
         flat = Image.new("RGB", rgba.size, BACKGROUND)
         flat.paste(rgba, mask=rgba.getchannel("A"))
@@ -52,20 +55,25 @@ def to_rgb(im: Image.Image) -> Image.Image:
 def check_image(path: str) -> tuple[str | None, str]:
     """(what is wrong with this file or None, SHA-256 of its bytes). Decodes every pixel, so truncated
     files are caught here and not in the middle of a trial; images over PIL's decompression-bomb limit
-    are refused unopened."""
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    (``Image.MAX_IMAGE_PIXELS``) are refused before their pixels are read."""
+    digest = ""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        with Image.open(io.BytesIO(data)) as im:  # PIL itself refuses over twice the limit, here
+            limit = Image.MAX_IMAGE_PIXELS
+            pixels = im.width * im.height
+            if limit and pixels > limit:
+                return f"too large to decode safely ({im.width}x{im.height} = {pixels} pixels, limit {limit})", digest
+            im.load()
+            to_rgb(im)
+    except Image.DecompressionBombError as e:
         return f"too large to decode safely ({e})", digest
     except UnidentifiedImageError:
         return "not an image PIL can read", digest
-    except (OSError, SyntaxError, ValueError) as e:  # PIL reports truncation and bad data as these
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL reports truncation and bad data as these
+        if isinstance(e, OSError) and e.filename is not None:  # the file itself: unreadable, a broken link
+            return f"cannot be read ({e.strerror or e})", digest
         return f"truncated or corrupted ({e})", digest
     return None, digest
 
@@ -108,7 +116,7 @@ class DatasetSplits:
     train: ImageSamples
     val: ImageSamples
     test: ImageSamples
-    skipped: list[str] = field(default_factory=list)  # unreadable files left out (--skip-bad-images)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem) left out: --skip-bad-images
     duplicates: int = 0  # files identical to another of the same class, kept in that one's split
 
     @property
@@ -203,7 +211,7 @@ def scan_images(paths: list[str], labels: np.ndarray, classes: list[str], where:
     every core (PIL releases the GIL); ``progress`` hears how far it got on large folders."""
     bad, by_hash = [], defaultdict(list)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for i, (problem, digest) in enumerate(pool.map(check_image, paths, chunksize=64)):
+        for i, (problem, digest) in enumerate(pool.map(check_image, paths)):
             if problem:
                 bad.append((paths[i], problem))
             else:
@@ -275,7 +283,8 @@ def load_image_folder(
     paths, labels = [paths[i] for i in keep], labels[keep]
     groups = [[renumber[i] for i in g] for g in groups]
     distinct = np.asarray([g[0] for g in groups], dtype=np.int64)
-    _check_split_sizes(labels[distinct], folder.classes, val_frac, test_frac, where)
+    left_out = f" (distinct readable images; {len(scan.bad)} unreadable left out)" if scan.bad else ""
+    _check_split_sizes(labels[distinct], folder.classes, val_frac, test_frac, where + left_out)
     tr, va, te = grouped_split(labels, groups, val_frac, test_frac, seed)
     return DatasetSplits(
         name=root.name,
@@ -284,7 +293,7 @@ def load_image_folder(
         train=_take(paths, labels, tr),
         val=_take(paths, labels, va),
         test=_take(paths, labels, te),
-        skipped=[p for p, _ in scan.bad],
+        skipped=scan.bad,
         duplicates=sum(len(g) - 1 for g in groups),
     )
 

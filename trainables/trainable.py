@@ -29,9 +29,9 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
     cfg = TrialConfig.from_dict(config)
     resources = tune.get_context().get_trial_resources().required_resources
     cpus = max(1, int(resources.get("CPU", 1)))
-    torch.set_num_threads(cpus)  # one trial per core by default
     if cfg.num_workers is None:  # the trial's other cores decode and augment (recorded as `loader_workers`)
         cfg = dataclasses.replace(cfg, num_workers=cpus - 1)
+    torch.set_num_threads(max(1, cpus - cfg.num_workers))  # the cores the loader workers leave to the loop
     if resources.get("GPU", 0) > 0 and not torch.cuda.is_available():  # never fall back to CPU silently
         raise RuntimeError(
             f"this trial was given {resources['GPU']:g} GPU by Ray, but torch {torch.__version__} sees no CUDA "

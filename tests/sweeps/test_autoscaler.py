@@ -10,6 +10,7 @@ ship), so the head is started with `ray start`, which is what `ray up` runs on t
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -124,3 +125,7 @@ def test_the_autoscaler_adds_worker_nodes_for_a_sweep_and_removes_them_after(
     wait_for(lambda: not alive_workers(), "the idle worker nodes to be removed", timeout_s=120)
     dead = {n["NodeID"] for n in ray.nodes() if not n["Alive"]}
     assert seen <= dead, "the worker nodes that ran the sweep should be the ones removed"
+    # ... removed by the autoscaler for being idle, not lost: its own log says so.
+    log = "".join(p.read_text(errors="replace") for p in Path(ray_tmp).glob("session_latest/logs/monitor*"))
+    removed = sum(int(n) for n in re.findall(r"Removing (\d+) nodes of type cpu_worker \(idle\)", log))
+    assert removed == len(seen), log[-3000:]

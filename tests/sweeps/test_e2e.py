@@ -22,7 +22,7 @@ from tests.conftest import sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
-from trainables.data import ImageSamplesDataset, load_splits
+from trainables.data import ImageSamplesDataset, check_image, load_splits
 from trainables.models import data_config
 
 pytestmark = pytest.mark.e2e
@@ -176,7 +176,8 @@ def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
     client, parent, children = check_sweep_in_mlflow(uri, "classify-shapes")
     assert parent.data.params["skipped_images"] == "1"
     skipped = client.download_artifacts(parent.info.run_id, "data/skipped_images.txt", str(tmp_path))
-    assert Path(skipped).read_text().split() == [str(broken)]
+    (line,) = Path(skipped).read_text().splitlines()
+    assert line == f"{broken}\t{check_image(str(broken))[0]}"
     assert "left out 1 unreadable file(s)" in proc.stdout
     assert parent.data.params["data_source"] == str(image_folder)
     assert parent.data.params["num_classes"] == "3"

@@ -27,10 +27,12 @@ def test_unreadable_files_are_all_named_with_what_is_wrong(tmp_path):
     (root / "left" / "cut.jpg").write_bytes(good[: len(good) // 2])  # a download that stopped halfway
     (root / "middle" / "notes.png").write_text("not a picture")  # named like an image, but text
     (root / "right" / "zero.jpg").write_bytes(b"")
+    (root / "right" / "moved.jpg").symlink_to(tmp_path / "gone.jpg")  # a link to a file no longer there
     with pytest.raises(BadImagesError) as e:
         load_image_folder(root)
     msg = str(e.value)
-    assert f"--data {root}: 3 file(s) cannot be used as images" in msg
+    assert f"--data {root}: 4 file(s) cannot be used as images" in msg
+    assert f"{root / 'right' / 'moved.jpg'}: cannot be read (No such file or directory)" in msg
     assert f"{root / 'left' / 'cut.jpg'}: truncated or corrupted" in msg
     assert f"{root / 'middle' / 'notes.png'}: not an image PIL can read" in msg
     assert f"{root / 'right' / 'zero.jpg'}: not an image PIL can read" in msg
@@ -41,20 +43,23 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
     root = three_classes(tmp_path)
     (root / "left" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     s = load_image_folder(root, skip_bad=True)
-    assert s.skipped == [str(root / "left" / "broken.png")]
+    assert [p for p, _ in s.skipped] == [str(root / "left" / "broken.png")]
+    assert s.skipped[0][1] == "not an image PIL can read"
     assert s.summary()["skipped_images"] == 1
-    used = [*s.train.images, *s.val.images, *s.test.images]
+    used = [*s.train.images, *s.val.images, *s.test.images]  # every other file, once
     assert len(used) == 36 and str(root / "left" / "broken.png") not in used
 
 
-def test_a_decompression_bomb_is_refused_unopened(tmp_path, monkeypatch):
-    """PIL's own guard, at a small limit so the test need not write a 180-megapixel file."""
+@pytest.mark.parametrize("side, by", [(60, "this project's check"), (100, "PIL's own")])
+def test_a_decompression_bomb_is_refused_before_its_pixels_are_read(tmp_path, monkeypatch, side, by):
+    """PIL's limit, made small so the test need not write a 180-megapixel file. Over the limit PIL only
+    warns (this project refuses); over twice the limit PIL refuses by itself."""
     path = tmp_path / "huge.png"
-    Image.new("L", (100, 100)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # warning above 2,000 px, error above 4,000
+    Image.new("L", (side, 50)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
     problem, _ = check_image(str(path))
-    assert problem is not None and problem.startswith("too large to decode safely")
-    assert "10000 pixels" in problem
+    assert problem is not None and problem.startswith("too large to decode safely"), by
+    assert f"{side * 50}" in problem
 
 
 @pytest.mark.parametrize(
@@ -63,7 +68,10 @@ def test_a_decompression_bomb_is_refused_unopened(tmp_path, monkeypatch):
         ("L", lambda: Image.new("L", (4, 4), 200), (200, 200, 200)),
         ("I;16", lambda: Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)), (128, 128, 128)),
         ("RGBA", lambda: Image.new("RGBA", (4, 4), (10, 20, 30, 0)), (255, 255, 255)),  # transparent: white
-        ("LA", lambda: Image.new("LA", (4, 4), (0, 255)), (0, 0, 0)),  # opaque black stays black
+        ("LA", lambda: Image.new("LA", (4, 4), (0, 0)), (255, 255, 255)),  # transparent black: white
+        ("I", lambda: Image.fromarray(np.full((4, 4), 65535, dtype=np.int32)), (255, 255, 255)),  # 16-bit range
+        ("I", lambda: Image.fromarray(np.full((4, 4), 200, dtype=np.int32)), (1, 1, 1)),  # dark, as 16-bit
+        ("F", lambda: Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)), (128, 128, 128)),  # [0, 1] floats
         ("CMYK", lambda: Image.new("CMYK", (4, 4), (0, 255, 255, 0)), (255, 0, 0)),  # no cyan, full M+Y: red
         ("P", lambda: Image.new("RGB", (4, 4), (0, 128, 255)).convert("P", palette=Image.ADAPTIVE), (0, 128, 255)),
     ],
@@ -71,7 +79,7 @@ def test_a_decompression_bomb_is_refused_unopened(tmp_path, monkeypatch):
 def test_unusual_image_modes_become_the_rgb_a_person_sees(tmp_path, mode, make, expected):
     im = make()
     assert im.mode == mode
-    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "F", "I") else "x.png")
     im.save(path)
     with Image.open(path) as reopened:  # what is on disk, e.g. 16-bit PNGs open as "I;16" or "I"
         assert check_image(str(path))[0] is None
@@ -89,6 +97,14 @@ def test_a_palette_image_with_a_transparent_colour_is_composited_onto_white(tmp_
     im.save(tmp_path / "p.png", transparency=0)
     px = loaded(tmp_path / "p.png")
     assert tuple(px[0, 0]) == (255, 255, 255) and tuple(px[1, 1]) == (200, 0, 0)
+
+
+def test_a_grey_png_with_a_transparent_grey_level_is_composited_onto_white(tmp_path):
+    a = np.full((4, 4), 7, dtype=np.uint8)
+    a[0, 0] = 90
+    Image.fromarray(a).save(tmp_path / "g.png", transparency=7)
+    px = loaded(tmp_path / "g.png")
+    assert tuple(px[1, 1]) == (255, 255, 255) and tuple(px[0, 0]) == (90, 90, 90)
 
 
 def test_an_exif_rotated_photo_is_seen_upright(tmp_path):
