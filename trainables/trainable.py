@@ -14,15 +14,30 @@ import torch
 from ray import tune
 
 from trainables.config import TrialConfig
-from trainables.data import DatasetSplits
+from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
 
 # Resumable trial state: model, optimizer, epoch, and the best epoch's weights ("best" -> "model") and metrics.
 STATE_FILE = "state.pt"
-# Fault injection, for the tests that prove a crashed trial is retried into the same MLflow run: a trial
-# started from scratch kills its own worker process right after reporting this epoch (as an OOM kill
-# would), and its retry resumes from that epoch's checkpoint. Unset in normal use.
-CRASH_AT_EPOCH_ENV = "CVSWEEP_CRASH_AT_EPOCH"
+# Fault injection, for the tests that prove a failed trial is retried into the same MLflow run: a trial
+# started from scratch raises halfway through this epoch, after its first training batch (as a bad batch
+# or a CUDA error would), and its retry resumes from the previous epoch's checkpoint. Unset in normal use.
+FAIL_IN_EPOCH_ENV = "CVSWEEP_FAIL_IN_EPOCH"
+
+
+@dataclasses.dataclass(frozen=True)
+class _FailingImages(ImageSamples):
+    """The training images, loading normally until ``armed`` says how many more loads may happen."""
+
+    armed: list = dataclasses.field(default_factory=lambda: [None])  # loads left before failing; None: off
+
+    def load(self, i: int):
+        left = self.armed[0]
+        if left is not None:
+            if left <= 0:
+                raise RuntimeError(f"{FAIL_IN_EPOCH_ENV}: failure injected in the middle of a training epoch")
+            self.armed[0] = left - 1
+        return super().load(i)
 
 
 def train_classifier(config: dict, splits: DatasetSplits) -> None:
@@ -45,7 +60,11 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
         with checkpoint.as_directory() as d:
             resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
 
-    crash_at = int(os.environ.get(CRASH_AT_EPOCH_ENV, 0)) if resume is None else 0
+    fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if resume is None else 0
+    if fail_in:  # counted in this process: the tests that use it load images here (num_workers 0)
+        splits = dataclasses.replace(splits, train=_FailingImages(splits.train.images, splits.train.labels))
+        if fail_in == 1:
+            splits.train.armed[0] = cfg.batch_size  # one batch of epoch 1, then fail
     for report in fit(cfg, splits, device, resume=resume):
         with tempfile.TemporaryDirectory() as d:
             torch.save(report.state, os.path.join(d, STATE_FILE))
@@ -53,6 +72,5 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
                 {**report.metrics, **{f"info/{k}": v for k, v in report.state["info"].items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
-        if report.metrics["epoch"] == crash_at:
-            print(f"{CRASH_AT_EPOCH_ENV}={crash_at}: this trial's worker exits now", flush=True)
-            os._exit(17)
+        if fail_in and report.metrics["epoch"] == fail_in - 1:
+            splits.train.armed[0] = cfg.batch_size  # the next epoch trains one batch, then fails

@@ -1,14 +1,16 @@
-"""Exactly one MLflow child run per trial, with a gap-free epoch history, whatever happens: a trial's
-worker crashes and Ray Tune retries it; the sweep is interrupted (Ctrl-C) or its driver killed, and
+"""Exactly one MLflow child run per trial, with a gap-free epoch history, whatever happens: a trial
+raises mid-epoch and Ray Tune retries it; the sweep is interrupted (Ctrl-C) or its driver killed, and
 resumed with --resume; the tracking server goes away for 20 s mid-sweep and comes back. Real sweeps,
 a real `mlflow server`."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tests.conftest import REPO, sweep_cmd, sweep_env
 from tests.sweeps.conftest import free_port, wait_for
 from tests.sweeps.test_e2e import EVIDENCE_FILES
 from trainables import metrics as M
-from trainables.trainable import CRASH_AT_EPOCH_ENV
+from trainables.trainable import FAIL_IN_EPOCH_ENV
 
 pytestmark = pytest.mark.e2e
 # Small enough for 2 CPU cores, long enough (3 epochs, no early stopping) to interrupt mid-sweep.
@@ -53,6 +55,16 @@ def check_exactly_once(client: MlflowClient, experiment: str, trials: int) -> tu
             assert steps == list(range(1, epochs + 1)), (c.info.run_name, key, steps)
         evidence = {a.path.split("/")[-1] for a in client.list_artifacts(c.info.run_id, "evidence")}
         assert evidence == set(EVIDENCE_FILES)
+    # The comparison table on the sweep's run: a row per architecture, each the numbers of one of its runs.
+    with tempfile.TemporaryDirectory() as d:
+        with open(client.download_artifacts(parents[0].info.run_id, "report/comparison.csv", d)) as f:
+            rows = list(csv.DictReader(f))
+    by_run = {c.info.run_id: c for c in children}
+    assert sorted(r["architecture"] for r in rows) == sorted({c.data.params["arch"] for c in children})
+    for r in rows:
+        run = by_run[r["MLflow run"]]
+        assert float(r["test acc (%)"]) == pytest.approx(100 * run.data.metrics[M.TEST_ACC])
+        assert float(r["latency b1 median (ms)"]) > 0 and int(r["epochs run"]) == int(run.data.metrics["epochs_run"])
     return parents[0], children
 
 
@@ -62,11 +74,12 @@ def resume(sweep_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
-    """Every trial started from scratch crashes after epoch 1 and is retried; the sweep is interrupted
-    with Ctrl-C once a trial has finished, then resumed: one run per trial, every epoch once."""
+    """Every trial started from scratch raises after one batch of epoch 2 and is retried from epoch 1's
+    checkpoint; the sweep is interrupted with Ctrl-C once a trial has finished, then resumed: one run per
+    trial, every epoch once."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
-    crash = {CRASH_AT_EPOCH_ENV: "1"}
+    crash = {FAIL_IN_EPOCH_ENV: "2"}  # raises after one batch of epoch 2: retried from epoch 1's checkpoint
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(
         sweep_cmd(tmp_path, uri, *SMALL, "--max-failures", "1"),
