@@ -51,7 +51,20 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConfigError(ValueError):
-    """A mistake in a sweep recipe or on the command line; the message names where and what."""
+    """Mistakes in a sweep recipe or on the command line; the message names where and what, and
+    ``problems`` holds each mistake on its own."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+    @classmethod
+    def of(cls, problems: list[str], where: str = "") -> ConfigError:
+        at = [f"{where}: {p}" if where else p for p in problems]
+        if len(at) == 1:
+            return cls(at[0], at)
+        head = f"{where}: {len(at)} problems:" if where else f"{len(at)} problems:"
+        return cls(head + "".join(f"\n  {p}" for p in at), at)
 
 
 @dataclass(frozen=True)
@@ -165,18 +178,26 @@ class SweepConfig:
     """The recipe this config was read from, for messages and the sweep's parameters."""
 
     def __post_init__(self) -> None:
+        # Each setting on its own, then the search, the objectives and the space: every problem found is
+        # reported together. Only then the checks that need all of them valid (grid size, start points).
+        problems: list[str] = []
+
+        def need(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                problems.append(f"{key}: {message}")
+
         for n in ("max_epochs", "grace_period"):
-            _check(getattr(self, n) >= 1, n, f"must be >= 1, got {getattr(self, n)}")
+            need(getattr(self, n) >= 1, n, f"must be >= 1, got {getattr(self, n)}")
         if self.num_samples is not None:
-            _check(self.num_samples >= 1, "num_samples", f"must be >= 1 or null, got {self.num_samples}")
+            need(self.num_samples >= 1, "num_samples", f"must be >= 1 or null, got {self.num_samples}")
         else:
-            _check(self.search == "grid", "num_samples", "null (the whole grid) needs search: grid; give a number")
-        _check(self.cpus_per_trial > 0, "cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}")
-        _check(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
-        _check(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
-        _check(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
+            need(self.search == "grid", "num_samples", "null (the whole grid) needs search: grid; give a number")
+        need(self.cpus_per_trial > 0, "cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}")
+        need(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
+        need(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
+        need(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
         if self.storage_path is not None:
-            _check(
+            need(
                 "://" not in self.storage_path,
                 "storage_path",
                 f"{self.storage_path!r}: object-store URIs are not supported yet (the sweep keeps its recipe and "
@@ -184,11 +205,25 @@ class SweepConfig:
                 "mounts (cluster.yaml mounts EFS at /mnt/shared)",
             )
         ok = 0 < self.val_frac < 1 and 0 < self.test_frac < 1 and self.val_frac + self.test_frac < 1
-        _check(ok, "val_frac/test_frac", f"each in (0, 1) and sum < 1, got {self.val_frac}, {self.test_frac}")
+        need(ok, "val_frac/test_frac", f"each in (0, 1) and sum < 1, got {self.val_frac}, {self.test_frac}")
         if self.train_limit is not None:
-            _check(self.train_limit >= 1, "train_limit", f"must be >= 1 or null, got {self.train_limit}")
+            need(self.train_limit >= 1, "train_limit", f"must be >= 1 or null, got {self.train_limit}")
         if self.search not in SEARCH_ALGORITHMS:
-            raise ConfigError(f"search: {unknown_name_message('search algorithm', self.search, SEARCH_ALGORITHMS)}")
+            problems.append(f"search: {unknown_name_message('search algorithm', self.search, SEARCH_ALGORITHMS)}")
+        # The space is checked with the sweep-level values (max_epochs, seed): not when one of those is wrong,
+        # or every axis would repeat that mistake.
+        sweep_level_ok = not any(p.split(":")[0] in SWEEP_LEVEL for p in problems)
+        for check in (self._check_objectives, self._check_space) if sweep_level_ok else (self._check_objectives,):
+            try:
+                check()
+            except ConfigError as e:
+                problems += e.problems
+        if problems:
+            raise ConfigError.of(problems)
+        self._check_grid()
+        self.starting_points()  # validates explicit points
+
+    def _check_objectives(self) -> None:
         _check(len(self.objectives) > 0, "objectives", f"need at least one of {', '.join(M.OBJECTIVES)}")
         for o in self.objectives:
             if o not in M.OBJECTIVES:
@@ -199,7 +234,8 @@ class SweepConfig:
             "objectives",
             f"ASHA stops trials on the first objective, which must be a quality metric, not {self.objectives[0]!r}",
         )
-        self._check_space()
+
+    def _check_grid(self) -> None:
         if self.search == "grid":
             not_discrete = [k for k, d in self.space.items() if not d.discrete]
             _check(
@@ -215,7 +251,6 @@ class SweepConfig:
                     "num_samples",
                     f"the grid has {size} configurations; set at most {size}, or null for all of them",
                 )
-        self.starting_points()  # validates explicit points
 
     # -- the space -----------------------------------------------------------------------------------
 
@@ -463,13 +498,11 @@ def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> SweepConfig:
                     kwargs[k] = _sweep_value(k, v)
             except ConfigError as e:
                 problems.append(str(e))
-        if len(problems) > 1:
-            raise ConfigError(f"{len(problems)} problems:\n" + "\n".join(f"  {source}: {p}" for p in problems))
         if problems:
-            raise ConfigError(problems[0])
+            raise ConfigError.of(problems)
         return SweepConfig(**kwargs, source=source)  # then how the keys fit together
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError.of(e.problems, source) from None
 
 
 def _sweep_value(key: str, v: Any) -> Any:

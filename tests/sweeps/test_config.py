@@ -285,3 +285,19 @@ def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path):
         "space.lr.loguniform: need low < high, got [0.1, 0.01]",
     ):
         assert f"{path}: {expected}" in msg
+
+
+def test_settings_that_are_each_wrong_are_reported_together(tmp_path):
+    """Well-typed but impossible values: each setting is checked on its own, all reported at once."""
+    path = write(tmp_path, "max_epochs: 0\ncpus_per_trial: 0\nsearch: bayes\nobjectives: [speed]\n" + BASE)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: 4 problems:")
+    for expected in (
+        "max_epochs: must be >= 1, got 0",
+        "cpus_per_trial: must be > 0, got 0.0",
+        "search: unknown search algorithm 'bayes'",
+        "objectives: unknown objective 'speed'",
+    ):
+        assert f"{path}: {expected}" in msg
