@@ -269,35 +269,36 @@ def test_search_modes_pick_their_optuna_sampler():
         assert isinstance(sampler(cfg), cls)
 
 
-def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path):
-    path = write(
-        tmp_path,
-        "num_sample: 3\nmax_epochs: two\nspace:\n  arch: [resnet18]\n  freeze: []\n  lr: {loguniform: [0.1, 0.01]}\n",
-    )
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (  # each key on its own: unknown, wrong type, an empty list, an impossible range
+            "num_sample: 3\nmax_epochs: two\nspace:\n  arch: [resnet18]\n  freeze: []\n"
+            "  lr: {loguniform: [0.1, 0.01]}\n",
+            [
+                "unknown setting 'num_sample'. Did you mean 'num_samples'",
+                "max_epochs: expected an integer, got 'two'",
+                "space.freeze: the list of choices is empty",
+                "space.lr.loguniform: need low < high, got [0.1, 0.01]",
+            ],
+        ),
+        (  # well-typed but impossible values
+            "max_epochs: 0\ncpus_per_trial: 0\nsearch: bayes\nobjectives: [speed]\n" + BASE,
+            [
+                "max_epochs: must be >= 1, got 0",
+                "cpus_per_trial: must be > 0, got 0.0",
+                "search: unknown search algorithm 'bayes'",
+                "objectives: unknown objective 'speed'",
+            ],
+        ),
+    ],
+    ids=["keys-and-types", "impossible-values"],
+)
+def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path, text, expected):
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_config(path)
     msg = str(e.value)
-    assert msg.startswith(f"{path}: 4 problems:")
-    for expected in (
-        "unknown setting 'num_sample'. Did you mean 'num_samples'",
-        "max_epochs: expected an integer, got 'two'",
-        "space.freeze: the list of choices is empty",
-        "space.lr.loguniform: need low < high, got [0.1, 0.01]",
-    ):
-        assert f"{path}: {expected}" in msg
-
-
-def test_settings_that_are_each_wrong_are_reported_together(tmp_path):
-    """Well-typed but impossible values: each setting is checked on its own, all reported at once."""
-    path = write(tmp_path, "max_epochs: 0\ncpus_per_trial: 0\nsearch: bayes\nobjectives: [speed]\n" + BASE)
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
-    msg = str(e.value)
-    assert msg.startswith(f"{path}: 4 problems:")
-    for expected in (
-        "max_epochs: must be >= 1, got 0",
-        "cpus_per_trial: must be > 0, got 0.0",
-        "search: unknown search algorithm 'bayes'",
-        "objectives: unknown objective 'speed'",
-    ):
-        assert f"{path}: {expected}" in msg
+    assert msg.startswith(f"{path}: {len(expected)} problems:")
+    for problem in expected:
+        assert f"{path}: {problem}" in msg
