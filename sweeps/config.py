@@ -181,10 +181,12 @@ class SweepConfig:
         # Each setting on its own, then the search, the objectives and the space: every problem found is
         # reported together. Only then the checks that need all of them valid (grid size, start points).
         problems: list[str] = []
+        wrong: set[str] = set()
 
         def need(ok: bool, key: str, message: str) -> None:
             if not ok:
                 problems.append(f"{key}: {message}")
+                wrong.add(key)
 
         for n in ("max_epochs", "grace_period"):
             need(getattr(self, n) >= 1, n, f"must be >= 1, got {getattr(self, n)}")
@@ -212,8 +214,8 @@ class SweepConfig:
             problems.append(f"search: {unknown_name_message('search algorithm', self.search, SEARCH_ALGORITHMS)}")
         # The space is checked with the sweep-level values (max_epochs, seed): not when one of those is wrong,
         # or every axis would repeat that mistake.
-        sweep_level_ok = not any(p.split(":")[0] in SWEEP_LEVEL for p in problems)
-        for check in (self._check_objectives, self._check_space) if sweep_level_ok else (self._check_objectives,):
+        checks = (self._check_objectives,) if wrong & set(SWEEP_LEVEL) else (self._check_objectives, self._check_space)
+        for check in checks:
             try:
                 check()
             except ConfigError as e:

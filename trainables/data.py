@@ -277,11 +277,7 @@ def load_image_folder(
     scan = scan_images(paths, labels, folder.classes, where, progress)
     if scan.bad and not skip_bad:
         raise BadImagesError(_bad_images_message(scan.bad, where))
-    groups = list(scan.groups.values())
-    keep = np.sort(np.concatenate([np.asarray(g) for g in groups])) if groups else np.zeros(0, dtype=np.int64)
-    renumber = {int(old): new for new, old in enumerate(keep)}
-    paths, labels = [paths[i] for i in keep], labels[keep]
-    groups = [[renumber[i] for i in g] for g in groups]
+    groups = list(scan.groups.values())  # unreadable files are in no group, so in no split
     distinct = np.asarray([g[0] for g in groups], dtype=np.int64)
     left_out = f" (distinct readable images; {len(scan.bad)} unreadable left out)" if scan.bad else ""
     _check_split_sizes(labels[distinct], folder.classes, val_frac, test_frac, where + left_out)
