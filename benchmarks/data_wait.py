@@ -5,7 +5,9 @@ For each data source and loader setting, one epoch of warm-up, then timed epochs
 `next(loader)` (decode, transform, collate; or waiting on loader workers) against the time in forward,
 backward and the optimizer step. Sources: the default digits held in memory, and the same images as an
 ImageFolder of PNG and JPEG files on disk (written by benchmarks/export_digits.py's way, into a temp
-dir). Prints the data-wait share of step time; the target is <= 5% at the default settings
+dir), read as a sweep reads them: decoded once by the up-front check and kept (the default, under
+`decode_cache_mb`), and decoded from the files every epoch (`decode_cache_mb: 0`, or a folder over it).
+Prints the data-wait share of step time; the target is <= 5% at the default settings
 (`--cpus-per-trial 1`: one torch thread, no loader workers).
 
     python benchmarks/data_wait.py
@@ -28,14 +30,16 @@ sys.path.insert(0, str(ROOT))
 
 from analysis.profile import cpu_model  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
-from trainables.data import load_splits  # noqa: E402
+from trainables.data import DECODE_CACHE_MB, load_splits  # noqa: E402
 from trainables.engine import build  # noqa: E402
 
 
-def timed_epochs(cfg: TrialConfig, data: str | None, epochs: int, threads: int) -> tuple[float, float, int]:
+def timed_epochs(
+    cfg: TrialConfig, data: str | None, epochs: int, threads: int, cache_mb: float
+) -> tuple[float, float, int]:
     """(seconds waiting for batches, seconds computing, images) over ``epochs`` after one warm-up epoch."""
     torch.set_num_threads(threads)
-    splits = load_splits(data, 0.15, 0.15, 0)
+    splits = load_splits(data, 0.15, 0.15, 0, decode_cache_mb=cache_mb)
     p = build(cfg, splits, torch.device("cpu"))
     p.model.train()
     wait = compute = 0.0
@@ -70,13 +74,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d) / "digits"
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export_digits.py"), str(folder)], check=True)
-        print(f"{'data':<26} {'threads':>7} {'workers':>7} {'wait (s)':>9} {'compute (s)':>11} {'wait share':>10}")
-        for name, data in (("digits, in memory", None), ("digits as PNG/JPEG files", str(folder))):
+        print(f"{'data':<34} {'threads':>7} {'workers':>7} {'wait (s)':>9} {'compute (s)':>11} {'wait share':>10}")
+        sources = (
+            ("digits, in memory", None, DECODE_CACHE_MB),
+            ("files, decoded once (default)", str(folder), DECODE_CACHE_MB),
+            ("files, decoded every epoch", str(folder), 0),
+        )
+        for name, data, cache_mb in sources:
             for threads, workers in ((1, 0), (1, 1)):  # --cpus-per-trial 1, and 2 (one loop thread + 1 worker)
                 cfg = TrialConfig(arch=a.arch, img_size=a.img_size, augment=a.augment, num_workers=workers)
-                wait, compute, n = timed_epochs(cfg, data, a.epochs, threads)
+                wait, compute, n = timed_epochs(cfg, data, a.epochs, threads, cache_mb)
                 share = wait / (wait + compute)
-                print(f"{name:<26} {threads:>7} {workers:>7} {wait:>9.2f} {compute:>11.2f} {100 * share:>9.1f}%")
+                print(f"{name:<34} {threads:>7} {workers:>7} {wait:>9.2f} {compute:>11.2f} {100 * share:>9.1f}%")
     print("target: wait share <= 5% at the defaults (1 thread, 0 workers)")
 
 

@@ -62,7 +62,7 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
 
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if resume is None else 0
     if fail_in:  # counted in this process: the tests that use it load images here (num_workers 0)
-        splits = dataclasses.replace(splits, train=_FailingImages(splits.train.images, splits.train.labels))
+        splits = dataclasses.replace(splits, train=_FailingImages(**vars(splits.train)))
         if fail_in == 1:
             splits.train.armed[0] = cfg.batch_size  # one batch of epoch 1, then fail
     for report in fit(cfg, splits, device, resume=resume):

@@ -180,6 +180,8 @@ def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
     assert line == f"{broken}\t{check_image(str(broken))[0]}"
     assert "left out 1 unreadable file(s)" in proc.stdout
     assert parent.data.params["data_source"] == str(image_folder)
+    assert parent.data.params["images_in_memory"] == "True"  # decoded once by the check, not per trial
+    assert "MB of decoded pixels held in memory: trials do not decode the files again" in proc.stdout
     assert parent.data.params["num_classes"] == "3"
     assert {c.data.params["num_classes"] for c in children} == {"3"}
     assert {c.data.params["loader_workers"] for c in children} == {"1"}  # 2 CPUs: the loop + 1 loader worker

@@ -4,6 +4,8 @@ of one image never split between training and test."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -162,3 +164,26 @@ def test_checking_a_large_folder_says_how_far_it_got(tmp_path, monkeypatch):
     said: list[str] = []
     load_image_folder(root, progress=said.append)
     assert said == [f"--data {root}: checked {n} of 36 images" for n in (10, 20, 30)]
+
+
+def test_a_folder_is_decoded_once_and_its_pixels_travel_with_the_split(tmp_path):
+    """Under the budget the pixels the up-front check decoded are what the trials get (exactly what
+    decoding the file gives), so no trial opens a file; over it, or at 0, the trials decode the files
+    and the split says why."""
+    root = three_classes(tmp_path)
+    Image.fromarray(np.full((9, 7), 40000, dtype=np.uint16)).save(root / "left" / "grey16.png")
+    held = load_image_folder(root)
+    assert held.summary()["images_in_memory"] is True and "held in memory" in held.decode_note
+    files = load_image_folder(root, decode_cache_mb=0.001)  # 1 kB: the folder takes more decoded
+    assert files.train.decoded is None and files.summary()["images_in_memory"] is False
+    assert "over decode_cache_mb=0.001: every trial decodes the files each epoch" in files.decode_note
+    assert "decode_cache_mb is 0" in load_image_folder(root, decode_cache_mb=0).decode_note
+    assert held.train.images == files.train.images  # the same split either way
+
+    from_files = {p: loaded(p) for part in (files.train, files.val, files.test) for p in part.images}
+    shutil.rmtree(root)  # trials of the held split never open a file
+    for part in (held.train, held.val, held.test):
+        for i, path in enumerate(part.images):
+            assert np.array_equal(np.asarray(part.load(i)), from_files[path]), path
+    with pytest.raises(FileNotFoundError):
+        files.train.load(0)
