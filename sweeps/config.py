@@ -10,6 +10,7 @@ fields (``with_overrides``), with errors that name the flag.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from trainables import metrics as M
 from trainables.config import WEIGHT_FILE_SUFFIXES, TrialConfig, is_weights_file
+from trainables.data import DECODE_CACHE_MB
 from trainables.models import ARCH_PRESETS, expand_archs
 from trainables.registry import unknown_name_message
 
@@ -138,6 +140,9 @@ class SweepConfig:
     """Use at most this many training images (stratified); None: all. For smoke tests."""
     skip_bad_images: bool = False
     """Leave out files that cannot be read as images (listed in the sweep's run) instead of stopping."""
+    decode_cache_mb: float = DECODE_CACHE_MB
+    """A folder's images, decoded by the up-front check, are kept in memory (Ray's object store, once per
+    node) while they take at most this many megabytes; over it, or at 0, trials decode the files each epoch."""
     search: str = "tpe"
     """'tpe' (Optuna's TPE), 'random' (Optuna's RandomSampler) or 'grid' (every combination, Optuna's
     BruteForceSampler; needs a discrete space)."""
@@ -198,6 +203,7 @@ class SweepConfig:
         need(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
         need(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
         need(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
+        need(self.decode_cache_mb >= 0, "decode_cache_mb", f"must be >= 0 megabytes, got {self.decode_cache_mb}")
         if self.storage_path is not None:
             need(
                 "://" not in self.storage_path,
@@ -215,15 +221,11 @@ class SweepConfig:
         # The space is checked with the sweep-level values (max_epochs, seed): not when one of those is wrong,
         # or every axis would repeat that mistake.
         checks = (self._check_objectives,) if wrong & set(SWEEP_LEVEL) else (self._check_objectives, self._check_space)
-        for check in checks:
-            try:
-                check()
-            except ConfigError as e:
-                problems += e.problems
+        problems += _collect(checks)
         if problems:
             raise ConfigError.of(problems)
-        self._check_grid()
-        self.starting_points()  # validates explicit points
+        if late := _collect([self._check_grid, self.starting_points]):  # starting_points validates explicit points
+            raise ConfigError.of(late)
 
     def _check_objectives(self) -> None:
         _check(len(self.objectives) > 0, "objectives", f"need at least one of {', '.join(M.OBJECTIVES)}")
@@ -258,24 +260,31 @@ class SweepConfig:
 
     def _check_space(self) -> None:
         _check("arch" in self.space, "space.arch", "the architectures to compare are required")
-        for key in self.space:
-            if key in SWEEP_LEVEL:
-                raise ConfigError(f"space.{key}: set by the sweep; use the top-level key {key!r}")
+        if misplaced := [k for k in self.space if k in SWEEP_LEVEL]:
+            raise ConfigError.of([f"space.{k}: set by the sweep; use the top-level key {k!r}" for k in misplaced])
         sweep_set = {k: getattr(self, k) for k in SWEEP_LEVEL}
         constants = self.trial_constants()
-        for key, dim in self.space.items():  # each value on its own ...
-            for v in dim.values:
-                _trial_check(key, {**sweep_set, key: v})
-        _trial_check("", constants)  # ... the fixed values together ...
-        for key, dim in self.space.items():  # ... and each searched value with them
-            for v in dim.values if dim.searched else ():
-                _trial_check(key, {**constants, key: v})
+        # Each value on its own; once all are valid, the fixed values together, then each searched value
+        # with them (a misfit among the fixed values would otherwise repeat once per searched value).
+        problems = _collect(
+            functools.partial(_trial_check, key, {**sweep_set, key: v})
+            for key, dim in self.space.items()
+            for v in dim.values
+        )
+        if not problems and not (problems := _collect([functools.partial(_trial_check, "", constants)])):
+            problems = _collect(
+                functools.partial(_trial_check, key, {**constants, key: v})
+                for key, dim in self.space.items()
+                for v in (dim.values if dim.searched else ())
+            )
         for child in self.unused_conditionals():
             parent, when = CONDITIONAL[child]
-            raise ConfigError(
+            problems.append(
                 f"space.{child}: only used when {parent} is {when!r}, and space.{parent} never is "
                 f"({self.dim(parent).describe()}); remove {child} or add {when!r} to {parent}"
             )
+        if problems:
+            raise ConfigError.of(problems)
 
     def unused_conditionals(self) -> list[str]:
         """Conditional parameters in the space whose condition no choice can meet."""
@@ -315,6 +324,11 @@ class SweepConfig:
 
     def grid_size(self) -> int:
         return len(self.grid())
+
+    @property
+    def discrete(self) -> bool:
+        """Every axis a value or a list: a finite number of configurations (``grid_size``)."""
+        return all(d.discrete for d in self.space.values())
 
     def starting_points(self) -> list[dict[str, Any]]:
         """The configs tried before the search proposes its own (validated against the space)."""
@@ -373,6 +387,17 @@ def _trial_check(key: str, values: dict[str, Any]) -> None:
         TrialConfig(**values)
     except ValueError as e:
         raise ConfigError(f"space.{key}: {e}" if key else f"space: {e}") from None
+
+
+def _collect(checks) -> list[str]:
+    """Run every check; the problems of those that fail, in order."""
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as e:
+            problems += e.problems
+    return problems
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -7,11 +7,14 @@ sampled, and recorded, only where they exist; the modes differ only in Optuna's 
 
 from __future__ import annotations
 
+import random
 import warnings
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.config import SweepConfig
@@ -55,16 +58,66 @@ def sampler(cfg: SweepConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=cfg.seed)  # multi-objective too (MOTPE)
 
 
+class NoRepeats(OptunaSearch):
+    """OptunaSearch over a discrete space that starts each configuration at most once.
+
+    TPE proposes again what it believes good, and in a small discrete space it does so often (a third
+    of 24 trials in benchmarks/search_efficiency.py); a repeat trains the same model on the same split
+    from the same seed, for the same numbers. A repeat is answered from the study instead, as Optuna
+    advises for duplicates (the value the configuration already has; pruned while it is still running),
+    and the sampler is asked again. After ``MAX_REPEATS`` repeats in a row an untried configuration is
+    enqueued, so the search always moves on (the sweep runs at most as many trials as there are
+    configurations: ``num_trials``)."""
+
+    MAX_REPEATS = 20
+
+    def __init__(self, cfg: SweepConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keys = [k for k in cfg.ordered_keys() if cfg.space[k].searched]
+        self._untried = [tuple(c.get(k) for k in self._keys) for c in cfg.grid()]
+        self._rng = random.Random(cfg.seed)
+        self._started: dict[tuple, str] = {}  # configuration -> the trial that runs it
+        self.repeats = 0  # proposals answered from the study instead of trained again
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        for attempt in range(self.MAX_REPEATS + 1):
+            if attempt == self.MAX_REPEATS and self._untried:
+                point = self._untried[self._rng.randrange(len(self._untried))]
+                self._ot_study.enqueue_trial({k: v for k, v in zip(self._keys, point, strict=True) if v is not None})
+            config = super().suggest(trial_id)
+            if not isinstance(config, dict):
+                return config
+            key = tuple(config.get(k) for k in self._keys)
+            if key not in self._started:
+                self._started[key] = trial_id
+                if key in self._untried:
+                    self._untried.remove(key)
+                return config
+            self.repeats += 1
+            self._answer(self._ot_trials.pop(trial_id), self._started[key])
+        return Searcher.FINISHED if not self._untried else None
+
+    def _answer(self, repeat: optuna.trial.Trial, earlier_id: str) -> None:
+        earlier = self._ot_study.trials[self._ot_trials[earlier_id].number]
+        if earlier.state == TrialState.COMPLETE:
+            self._ot_study.tell(repeat, earlier.values if len(earlier.values) > 1 else earlier.value)
+        else:  # still running (or failed): no value to give yet
+            self._ot_study.tell(repeat, state=TrialState.PRUNED)
+
+
 def search_algorithm(cfg: SweepConfig) -> OptunaSearch:
     modes = [M.OBJECTIVES[o] for o in cfg.objectives]
     single = len(cfg.objectives) == 1
-    return OptunaSearch(
+    kwargs = dict(
         space=DefineByRun(cfg),
         metric=cfg.objectives[0] if single else list(cfg.objectives),
         mode=modes[0] if single else modes,
         points_to_evaluate=cfg.starting_points() or None,
         sampler=sampler(cfg),
     )
+    if cfg.search != "grid" and cfg.discrete:  # the grid's sampler never repeats; continuous spaces hardly
+        return NoRepeats(cfg, **kwargs)
+    return OptunaSearch(**kwargs)
 
 
 def scheduler(cfg: SweepConfig) -> TrialScheduler:
@@ -81,5 +134,8 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
 
 
 def num_trials(cfg: SweepConfig) -> int:
-    """How many trials Tune starts: the config's number, or for a grid without one, the whole grid."""
-    return cfg.grid_size() if cfg.num_samples is None else cfg.num_samples
+    """How many trials Tune starts: the config's number, or for a grid without one, the whole grid; a
+    search of a discrete space runs each configuration once, so at most the grid's size."""
+    if cfg.num_samples is None:
+        return cfg.grid_size()
+    return min(cfg.num_samples, cfg.grid_size()) if cfg.discrete else cfg.num_samples

@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
+from ray.tune.search import Searcher
 
 from sweeps.classify import config_from_args, main, parse_args
 from sweeps.config import CONFIG_DIR, DEFAULT_CONFIG, ConfigError, config_from_dict, load_config, smoke
@@ -244,6 +245,24 @@ def test_grid_search_runs_each_combination_exactly_once():
     assert sorted(map(key, asked)) == sorted(map(key, cfg.grid()))
 
 
+@pytest.mark.parametrize("search", ["tpe", "random"])
+def test_a_search_of_a_discrete_space_never_trains_a_configuration_twice(search):
+    """Repeats are answered from the study, not trained again; 16 trials asked of a 6-configuration space
+    run 6, and then the search is finished."""
+    space = {"arch": ["resnet18", "convnext_atto"], "freeze": ["full", "frozen", "partial"], "unfreeze_stages": 1}
+    cfg = config_from_dict({"search": search, "num_samples": 16, "points_to_evaluate": [], "space": space})
+    assert num_trials(cfg) == 6
+    searcher = search_algorithm(cfg)
+    started = []
+    for i in range(6):
+        config = searcher.suggest(f"t{i}")
+        started.append((config["arch"], config["freeze"]))
+        searcher.on_trial_complete(f"t{i}", {M.VAL_ACC: 0.9 if config["arch"] == "resnet18" else 0.1})
+    assert sorted(started) == sorted((c["arch"], c["freeze"]) for c in cfg.grid())
+    assert searcher.repeats > 0  # the sampler did propose repeats (random sampling over 6 points)
+    assert searcher.suggest("t6") == Searcher.FINISHED
+
+
 def test_multi_objective_search_trades_accuracy_against_latency():
     cfg = load_config(CONFIG_DIR / "accuracy-vs-latency.yaml")
     search = search_algorithm(cfg)
@@ -291,8 +310,25 @@ def test_search_modes_pick_their_optuna_sampler():
                 "objectives: unknown objective 'speed'",
             ],
         ),
+        (  # each key valid on its own, but not together with the others
+            "search: grid\npoints_to_evaluate: [{arch: resnet50}]\nspace:\n  arch: resnet18\n"
+            "  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
+            [
+                "search: 'grid' needs every axis to be a value or a list of values; lr is a continuous range",
+                "points_to_evaluate[0].arch: 'resnet50' is outside space.arch ('resnet18')",
+            ],
+        ),
+        (  # the space's values against each other
+            "space:\n  arch: resnet18\n  freeze: full\n  unfreeze_stages: 2\n  gradual_epochs: 1\n"
+            "  mixup: 0.2\n  batch_size: [31, 32]\n",
+            [
+                "space.batch_size: batch_size: MixUp/CutMix pair images within a batch; need an even size, got 31",
+                "space.unfreeze_stages: only used when freeze is 'partial', and space.freeze never is ('full')",
+                "space.gradual_epochs: only used when freeze is 'gradual', and space.freeze never is ('full')",
+            ],
+        ),
     ],
-    ids=["keys-and-types", "impossible-values"],
+    ids=["keys-and-types", "impossible-values", "keys-together", "space-together"],
 )
 def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path, text, expected):
     path = write(tmp_path, text)
