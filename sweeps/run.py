@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -24,6 +26,7 @@ from sweeps.tracking import (
     check_tracking_server,
     register_champion,
     reopen_parent_run,
+    shown,
     start_parent_run,
     ui_hint,
 )
@@ -38,6 +41,34 @@ SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied
 SKIPPED_FILE = "data/skipped_images.txt"  # on the parent run: path<TAB>problem of each file left out
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
+# Storage faults: every later checkpoint would fail the same way, so the sweep stops (resumably) at the first.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+STORAGE_ERRORS = tuple(os.strerror(n) for n in STORAGE_ERRNOS)  # "No space left on device", ...
+
+
+class StorageWatch(tune.Callback):
+    """Stops the sweep the way Ctrl-C does (Tune's SIGUSR1: state saved, unfinished trials resumable)
+    the first time a trial fails because the storage path is full or read-only, instead of letting
+    every trial fail its checkpoints in turn. ``fault`` says what happened."""
+
+    fault: str | None = None  # the process's one sweep: read by ``finish`` after Tune returns
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._check(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._check(trial)
+
+    def _check(self, trial) -> None:
+        try:
+            text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+        except OSError:
+            text = ""
+        said = next((e for e in STORAGE_ERRORS if e in text), None)
+        if said and StorageWatch.fault is None:
+            StorageWatch.fault = f"{said} (trial {trial.trial_id} could not save its checkpoint)"
+            log(f"storage: {StorageWatch.fault}; stopping the sweep so that it can be resumed")
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def log(msg: str) -> None:
@@ -45,7 +76,17 @@ def log(msg: str) -> None:
 
 
 def prepare_data(cfg: SweepConfig) -> DatasetSplits:
-    splits = load_splits(cfg.data, cfg.val_frac, cfg.test_frac, cfg.seed, skip_bad=cfg.skip_bad_images, progress=log)
+    splits = load_splits(
+        cfg.data,
+        cfg.val_frac,
+        cfg.test_frac,
+        cfg.seed,
+        skip_bad=cfg.skip_bad_images,
+        progress=log,
+        decode_cache_mb=cfg.decode_cache_mb,
+    )
+    if splits.decode_note:
+        log(f"data: {splits.decode_note}")
     if splits.skipped:
         log(f"--skip-bad-images: left out {len(splits.skipped)} unreadable file(s), listed in the run's {SKIPPED_FILE}")
     if splits.duplicates:
@@ -103,7 +144,7 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
         run_config=tune.RunConfig(
             name=sweep_name,
             storage_path=str(storage_root(cfg)),
-            callbacks=[callback],
+            callbacks=[callback, StorageWatch()],
             # One kept: Tune registers a checkpoint only once it is fully written, then drops the older one.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
@@ -183,7 +224,7 @@ def start_ray(cfg: SweepConfig) -> str | None:
     except (ConnectionError, ray.exceptions.AuthenticationError) as e:
         auth = os.environ.get("RAY_AUTH_MODE", "disabled")
         return (
-            f"--address {cfg.address}: could not join the Ray cluster: {str(e).splitlines()[0][:300]}. "
+            f"--address {shown(cfg.address)}: could not join the Ray cluster: {str(e).splitlines()[0][:300]}. "
             f"RAY_AUTH_MODE here is {auth!r}: a cluster with token authentication (cluster.yaml) needs "
             "RAY_AUTH_MODE=token and its token (~/.ray/auth_token, or RAY_AUTH_TOKEN) on this machine too."
         )
@@ -211,7 +252,7 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     experiment = cfg.experiment or f"classify-{splits.name}"
     sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
     exp_dir = storage_root(cfg) / sweep_name
-    log(f"MLflow: {tracking_uri}, experiment {experiment!r}")
+    log(f"MLflow: {shown(tracking_uri)}, experiment {experiment!r}")
 
     if error := start_ray(cfg):
         return fail(error)
@@ -221,6 +262,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     log(f"search: {cfg.search} ({objectives}), ASHA {'on' if cfg.asha else 'off'}, recipe {cfg.source}")
     if cfg.search == "grid" and n < cfg.grid_size():
         log(f"warning: num_samples={n} runs only {n} of the grid's {cfg.grid_size()} configurations")
+    if cfg.search != "grid" and cfg.num_samples is not None and n < cfg.num_samples:
+        log(f"num_samples={cfg.num_samples}, but the space has only {n} configurations: each runs once, {n} trials")
 
     with start_parent_run(experiment, sweep_name, project_root) as parent:
         exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
@@ -269,6 +312,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
     mlflow.set_tracking_uri(tracking_uri)
     try:
         check_tracking_server(tracking_uri)
+        check_storage(exp_dir)
         splits = prepare_data(cfg)
     except CHECK_ERRORS as e:
         return fail(str(e))
@@ -279,7 +323,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         )
     if error := start_ray(cfg):
         return fail(error)
-    log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {tracking_uri}")
+    log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(tracking_uri)}")
     with reopen_parent_run(sweep["parent_run_id"]):
         tuner = tune.Tuner.restore(
             str(exp_dir),
@@ -292,14 +336,20 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
 
 def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: float) -> int:
     """Run the trials, then (if the sweep was not interrupted) the table and the champion."""
+    StorageWatch.fault = None
     try:
         results = tuner.fit()
     except Exception as e:  # noqa: BLE001 - reported with what to do next
         if _caused_by(e, TrackingIncomplete):
             return fail(f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/classify.py --resume {exp_dir}")
+        oserror = _caused_by(e, OSError)
+        if StorageWatch.fault or (oserror and oserror.errno in STORAGE_ERRNOS):
+            return storage_stop(StorageWatch.fault or str(oserror), exp_dir)
         raise
     finally:
         ray.shutdown()  # before profiling: latency is measured with the machine to itself
+    if StorageWatch.fault:
+        return storage_stop(StorageWatch.fault, exp_dir)
 
     # What the experiment state says, not the ResultGrid: that leaves out trials that never reported.
     trials = tune.ExperimentAnalysis(str(exp_dir)).trials
@@ -342,6 +392,18 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
     log(f"trial checkpoints: {exp_dir}")
     log(f"browse the runs: {ui_hint(mlflow.get_tracking_uri(), exp_id, parent_id)}")
     return 1 if errors else 0
+
+
+def storage_stop(fault: str, exp_dir: Path) -> int:
+    """The sweep stopped because its storage path is full or read-only: say so, and how to go on."""
+    mlflow.set_tags({"interrupted": "true", "storage_error": fault[:5000]})
+    mlflow.end_run(status="KILLED")
+    return fail(
+        f"--storage-path {exp_dir.parent}: {fault}. The sweep stopped there: finished trials, their MLflow "
+        "runs and checkpoints are kept, unfinished trials continue from their last complete checkpoint. "
+        "Free space (or make the directory writable), then resume:\n"
+        f"  python sweeps/classify.py --resume {exp_dir}"
+    )
 
 
 def _caused_by(e: BaseException | None, kind: type) -> BaseException | None:

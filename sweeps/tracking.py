@@ -61,6 +61,15 @@ def sweep_tags(sweep_name: str, project_root: Path) -> dict[str, str]:
     }
 
 
+def shown(uri: str) -> str:
+    """A URI fit to print: credentials in it (``http://user:token@host``, ``postgresql://user:pw@db``)
+    become ``***``. Runs never record the URI at all."""
+    parts = urlparse(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking server does not answer: nothing of the sweep has started."""
 
@@ -79,14 +88,14 @@ def check_tracking_server(tracking_uri: str) -> None:
         )
     except requests.RequestException as e:
         raise TrackingUnavailable(
-            f"the MLflow tracking server {tracking_uri} does not answer ({type(e).__name__}). Start it "
+            f"the MLflow tracking server {shown(tracking_uri)} does not answer ({type(e).__name__}). Start it "
             f"(e.g. mlflow server --host {urlparse(tracking_uri).hostname} --port {urlparse(tracking_uri).port}), "
             "or pass another --tracking-uri. Nothing has started."
         ) from None
     if health.status_code != 200 or api.status_code != 200:
         raise TrackingUnavailable(
-            f"{tracking_uri} answers, but not as an MLflow tracking server: /health gave HTTP {health.status_code}, "
-            f"the experiments API HTTP {api.status_code}. Nothing has started."
+            f"{shown(tracking_uri)} answers, but not as an MLflow tracking server: /health gave HTTP "
+            f"{health.status_code}, the experiments API HTTP {api.status_code}. Nothing has started."
         )
 
 
@@ -94,8 +103,8 @@ def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
     """How to look at the sweep: the command for a local store, the URL for a server."""
     path = f"#/experiments/{experiment_id}/runs/{parent_run_id}"
     if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri.rstrip('/')}/{path}"
-    return f"mlflow ui --backend-store-uri {tracking_uri}   # then open http://127.0.0.1:5000/{path}"
+        return f"open {shown(tracking_uri).rstrip('/')}/{path}"
+    return f"mlflow ui --backend-store-uri {shown(tracking_uri)}   # then open http://127.0.0.1:5000/{path}"
 
 
 # MLflow 3's UI shows an experiment as GenAI or model-training work by this tag; sweeps are the latter.

@@ -281,7 +281,10 @@ class MlflowTrialCallback(Callback):
         return self.client.get_run(run_id).info.status
 
     def _on_open(self, run_id: str, op: dict) -> None:
-        if self._status(run_id) != "RUNNING":  # a retried or resumed trial: its run goes on
+        status = self._status(run_id)
+        if status == "FINISHED":  # replayed by a restore from a snapshot older than its end: all logged already
+            log(f"trial {op['trial']}: its run finished before the sweep stopped; it stays as it was")
+        elif status != "RUNNING":  # a retried or resumed trial: its run goes on
             self.client.update_run(run_id, status="RUNNING")
 
     def _on_result(self, run_id: str, op: dict) -> None:

@@ -169,7 +169,8 @@ def test_a_sweep_against_a_server_that_restarts_mid_sweep_loses_nothing(tmp_path
 
 
 def test_an_unreachable_tracking_server_stops_the_sweep_before_it_starts(tmp_path, ray_tmp):
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    uri = f"http://sweeper:s3cret-token@127.0.0.1:{port}"  # nothing listens there; credentials are never shown
     proc = subprocess.run(
         sweep_cmd(tmp_path, uri, "--smoke-test"),
         capture_output=True,
@@ -179,7 +180,8 @@ def test_an_unreachable_tracking_server_stops_the_sweep_before_it_starts(tmp_pat
         env=sweep_env(ray_tmp),
     )
     assert proc.returncode == 2
-    assert f"the MLflow tracking server {uri} does not answer" in proc.stderr
+    assert f"the MLflow tracking server http://***@127.0.0.1:{port} does not answer" in proc.stderr
+    assert "s3cret-token" not in proc.stdout + proc.stderr
     assert "Nothing has started" in proc.stderr
     assert "Ray:" not in proc.stdout and not (tmp_path / "ray").exists()
 
