@@ -1,0 +1,259 @@
+"""Search efficiency (issue 8, item 3): Optuna TPE + ASHA against the full grid, in epochs spent.
+
+A fixed space of 24 configurations (the 4 `tiny` architectures x 3 freeze strategies x 2 learning
+rates, everything else as the default recipe, on the bundled digits at 32 px) is run three ways:
+
+1. The grid, for real: `sweeps/classify.py --search grid --no-asha`, every configuration for all epochs.
+   Its MLflow runs give each configuration's validation accuracy after every epoch, and what each epoch
+   took; the best of all of them is the grid's best. The grid's compute = 24 x epochs.
+2. TPE + ASHA, for real, once: `sweeps/classify.py` with the same space, TPE, ASHA (the default grace
+   period, 2 epochs) and seed 0, the grid's seed, so every trial trains on the same split from the same
+   initial weights as the grid's run of that configuration. Epochs are counted in the order the trials reported them
+   (MLflow's timestamps) up to the first one within 1 point of the grid's best.
+3. Over several search seeds, replayed, for ASHA with grace period 1, with 2, and TPE without ASHA: the
+   same Ray Tune search (the sweep's own searcher, which never trains a configuration twice, and
+   `ASHAScheduler`; 2 trials at a time) whose trials report the grid's measured
+   curves instead of training again (each epoch sleeps its measured time, scaled down, so trials
+   interleave as they would). This is how tabular HPO benchmarks compare searches: the seed changes
+   only the search, not the data split or the weights, and costs seconds instead of minutes.
+
+Prints, per seed, the epochs spent until a configuration within 1 point of the grid's best validation
+accuracy was seen, as a share of the grid's epochs (and of its measured training seconds). Target:
+<= 35% of the grid's compute.
+
+    python benchmarks/search_efficiency.py                     # grid, live seed 0, 3 x 5 replayed seeds: ~35 min
+    python benchmarks/search_efficiency.py --out /tmp/se --reuse --seeds 10   # replay again from the saved runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from analysis.profile import cpu_model  # noqa: E402
+from sweeps.config import config_from_dict  # noqa: E402
+from trainables import metrics as M  # noqa: E402
+
+SPACE = {  # 4 x 3 x 2 = 24 configurations; the rest as the default recipe
+    "arch": "tiny",
+    "weights": "none",
+    "img_size": 32,
+    "batch_size": 32,
+    "warmup_epochs": 0.5,
+    "freeze": ["full", "partial", "frozen"],
+    "unfreeze_stages": 2,
+    "augment": "light",
+    "lr": [1.0e-3, 3.0e-3],
+}
+WITHIN = 0.01  # "within 1 point" of the grid's best validation accuracy (val_acc is a fraction)
+CONCURRENCY = 2  # trials at a time: 2 cores, one per trial, as the sweep runs here
+
+
+def recipe(search: str, epochs: int, num_samples: int | None, seed: int, grace: int | None = 2) -> dict:
+    """The sweep's recipe; ``grace``: ASHA's grace period, None for no ASHA (always none for the grid)."""
+    grid = search == "grid"
+    return {
+        "search": search,
+        "num_samples": num_samples,
+        "asha": not grid and grace is not None,
+        "grace_period": grace or 1,
+        "points_to_evaluate": [] if grid else "one_per_arch",  # the search as the default recipe starts it
+        "max_epochs": epochs,
+        "seed": seed,
+        "cpus_per_trial": 1,
+        "space": SPACE,
+    }
+
+
+def run_sweep(rec: dict, work: Path, experiment: str) -> None:
+    path = work / f"{experiment}.yaml"
+    path.write_text(yaml.safe_dump(rec, sort_keys=False))
+    cmd = [
+        sys.executable, "-u", str(ROOT / "sweeps" / "classify.py"), "--config", str(path), "--address", "local",
+        "--tracking-uri", f"sqlite:///{work}/mlflow.db", "--experiment", experiment,
+        "--storage-path", str(work / "ray"), "--output-dir", str(work / "reports"),
+    ]  # fmt: skip
+    print(f"[bench] {experiment}: {' '.join(cmd[2:])}", flush=True)
+    log = work / f"{experiment}.log"
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise SystemExit(f"the {experiment} sweep failed (rc {rc}); see {log}")
+
+
+def key_of(params: dict, searched: list[str]) -> str:
+    """One configuration's name, the same from MLflow's string params and from Tune's typed config."""
+    return " ".join(f"{k}={float(params[k]) if k == 'lr' else params[k]}" for k in searched)
+
+
+def trial_histories(work: Path, experiment: str, searched: list[str]) -> list[dict]:
+    """Every trial of the experiment's latest sweep: its configuration and per-epoch (time, val_acc, seconds)."""
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=5000, order_by=["attributes.start_time DESC"])
+    sweep = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    out = []
+    for r in runs:
+        acc = {m.step: m for m in client.get_metric_history(r.info.run_id, M.VAL_ACC)}
+        secs = {m.step: m.value for m in client.get_metric_history(r.info.run_id, M.EPOCH_TIME)}
+        steps = sorted(acc)
+        if steps != list(range(1, len(steps) + 1)):
+            raise SystemExit(f"{experiment}: run {r.info.run_id} has a gap in its epochs: {steps}")
+        out.append({
+            "key": key_of(r.data.params, searched),
+            "epochs": [{"t": acc[s].timestamp, "val_acc": acc[s].value, "secs": secs[s]} for s in steps],
+        })  # fmt: skip
+    return out
+
+
+def until_found(reports: list[tuple[str, float]], target: float) -> tuple[int | None, str | None]:
+    """Epochs spent, in report order, up to and including the first report at or above ``target``."""
+    for n, (key, acc) in enumerate(reports, 1):
+        if acc >= target - 1e-9:
+            return n, key
+    return None, None
+
+
+def replay_search(
+    curves: dict[str, list[dict]], epochs: int, num_samples: int, seed: int, scale: float, grace: int | None
+) -> tuple[list, int]:
+    """The sweep's own Ray Tune search (its OptunaSearch with TPE, ASHA), its trials reporting measured
+    curves: (what was reported, in order; proposals that repeated a configuration)."""
+    from ray import tune
+
+    from sweeps.space import scheduler, search_algorithm
+
+    cfg = config_from_dict(recipe("tpe", epochs, num_samples, seed, grace), source="search_efficiency")
+    alg = search_algorithm(cfg)
+    searched = [k for k in cfg.ordered_keys() if cfg.space[k].searched]
+    seen: list[tuple[str, float]] = []
+
+    def trial(config: dict) -> None:
+        for e in curves[key_of(config, searched)]:
+            time.sleep(e["secs"] * scale)
+            tune.report({M.VAL_ACC: e["val_acc"]})
+
+    class Seen(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+            seen.append((key_of(trial.config, searched), result[M.VAL_ACC]))
+
+    with tempfile.TemporaryDirectory() as d:
+        tune.Tuner(
+            tune.with_resources(trial, {"cpu": 1}),
+            tune_config=tune.TuneConfig(search_alg=alg, scheduler=scheduler(cfg), num_samples=num_samples),
+            run_config=tune.RunConfig(storage_path=d, callbacks=[Seen()], verbose=0),
+        ).fit()  # fmt: skip
+    return seen, getattr(alg, "repeats", 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=8, help="epochs per trial (ASHA's horizon); default 8")
+    ap.add_argument("--num-samples", type=int, default=24, help="trials the search may start; default 24")
+    ap.add_argument("--seeds", type=int, default=5, help="replayed search seeds 0..N-1 per variant; default 5")
+    ap.add_argument("--scale", type=float, default=0.02, help="replayed epoch = measured seconds x this")
+    ap.add_argument("--no-live", action="store_true", help="skip the real TPE + ASHA sweep (seed 0)")
+    ap.add_argument("--out", type=Path, help="keep the MLflow store, logs and measured curves here")
+    ap.add_argument("--reuse", action="store_true", help="use --out's measured runs instead of running again")
+    a = ap.parse_args()
+    work = a.out or Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = config_from_dict(recipe("grid", a.epochs, None, 0), source="search_efficiency")
+    searched = [k for k in cfg.ordered_keys() if cfg.space[k].searched]
+    print(f"{cpu_model()} | grid of {cfg.grid_size()} configurations x {a.epochs} epochs | searched: {searched}")
+
+    saved = work / "measured.json"
+    if a.reuse and saved.exists():
+        measured = json.loads(saved.read_text())
+    else:
+        t0 = time.perf_counter()
+        run_sweep(recipe("grid", a.epochs, None, 0), work, "grid")
+        measured = {"grid": trial_histories(work, "grid", searched), "grid_wall_s": time.perf_counter() - t0}
+        saved.write_text(json.dumps(measured))
+    if not a.no_live and "live" not in measured:
+        t0 = time.perf_counter()
+        run_sweep(recipe("tpe", a.epochs, a.num_samples, 0, grace=2), work, "live")
+        measured["live"] = trial_histories(work, "live", searched)
+        measured["live_wall_s"] = time.perf_counter() - t0
+        saved.write_text(json.dumps(measured))
+
+    grid = {t["key"]: t["epochs"] for t in measured["grid"]}
+    if len(grid) != cfg.grid_size() or any(len(c) != a.epochs for c in grid.values()):
+        raise SystemExit(f"the grid's runs are incomplete: {len(grid)} configurations, want {cfg.grid_size()}")
+    best_key, best = max(((k, max(e["val_acc"] for e in c)) for k, c in grid.items()), key=lambda kv: kv[1])
+    target = best - WITHIN
+    grid_epochs = cfg.grid_size() * a.epochs
+    grid_secs = sum(e["secs"] for c in grid.values() for e in c)
+    secs_of = {k: [e["secs"] for e in c] for k, c in grid.items()}
+    finals = sorted((c[-1]["val_acc"] for c in grid.values()), reverse=True)
+    print(f"grid: best val_acc {100 * best:.1f}% ({best_key}); target >= {100 * target:.1f}%; "
+          f"{sum(f >= target for f in finals)} of {len(finals)} configurations end at or above it; "
+          f"compute {grid_epochs} epochs, {grid_secs:.0f} s of training "
+          f"(wall {measured['grid_wall_s']:.0f} s)")  # fmt: skip
+
+    def line(name: str, reports: list[tuple[str, float]]) -> float:
+        n, key = until_found(reports, target)
+        trials = len({k for k, _ in reports})
+        if n is None:
+            print(f"  {name:<14} not found: {len(reports)} epochs over {trials} trials, none within 1 point")
+            return float("inf")
+        counts: dict[str, int] = {}
+        for k, _ in reports[:n]:
+            counts[k] = counts.get(k, 0) + 1
+        secs = sum(sum(secs_of[k][:c]) for k, c in counts.items())
+        print(f"  {name:<14} {n:>4} epochs = {100 * n / grid_epochs:5.1f}% of the grid's "
+              f"({100 * secs / grid_secs:5.1f}% of its seconds), {len(counts)} trials started; found {key}; "
+              f"whole search {len(reports)} epochs over {trials} trials")  # fmt: skip
+        return n / grid_epochs
+
+    if "live" in measured:
+        print(f"TPE + ASHA (grace 2, the default), {a.num_samples} trials, one per architecture first, run for real:")
+        live = sorted((e["t"], t["key"], e["val_acc"]) for t in measured["live"] for e in t["epochs"])
+        line("live seed 0", [(k, v) for _, k, v in live])
+        diffs = [abs(t["epochs"][i]["val_acc"] - grid[t["key"]][i]["val_acc"]) for t in measured["live"]
+                 for i in range(len(t["epochs"]))]  # fmt: skip
+        print(f"  (live vs grid, same configuration and epoch: val_acc differs by at most {100 * max(diffs):.1f} "
+              f"points over {len(diffs)} epochs; wall {measured['live_wall_s']:.0f} s)")  # fmt: skip
+    import ray
+
+    verdicts = []
+    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
+    try:
+        for name, grace in (("TPE + ASHA, grace 1", 1), ("TPE + ASHA, grace 2 (default)", 2), ("TPE alone", None)):
+            print(f"{name}, {a.num_samples} trials, replayed:")
+            shares = []
+            for s in range(a.seeds):
+                seen, repeats = replay_search(grid, a.epochs, a.num_samples, s, a.scale, grace)
+                shares.append(line(f"seed {s}", seen))
+                print(f"{'':<18}({repeats} repeated proposals answered from the study)")
+            found = [x for x in shares if x != float("inf")]
+            if len(found) < len(shares):  # a seed that never found it has no share to average
+                verdicts.append(f"  {name:<30} found in {len(found)} of {len(shares)} seeds (target <= 35%: missed)")
+                continue
+            mean = statistics.mean(shares)
+            verdicts.append(f"  {name:<30} found in every seed; share of the grid's epochs: mean {100 * mean:.1f}%, "
+                            f"median {100 * statistics.median(shares):.1f}%, worst {100 * max(shares):.1f}% "
+                            f"(target <= 35%: {'met' if mean <= 0.35 else 'missed'})")  # fmt: skip
+    finally:
+        ray.shutdown()
+    print("summary:")
+    print("\n".join(verdicts))
+    print(f"measured runs kept in {work}")
+
+
+if __name__ == "__main__":
+    main()
