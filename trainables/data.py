@@ -357,12 +357,12 @@ def load_image_folder(
     tr, va, te = grouped_split(labels, groups, val_frac, test_frac, seed)
     mb = scan.decoded_bytes / 2**20
     if scan.decoded is not None:
-        note = f"{mb:.0f} MB of decoded pixels held in memory: trials do not decode the files again"
+        note = f"{mb:.1f} MB of decoded pixels held in memory: trials do not decode the files again"
     elif decode_cache_mb <= 0:
         note = "decode_cache_mb is 0: every trial decodes the files each epoch"
     else:
         note = (
-            f"decoded, the images take {mb:.0f} MB, over decode_cache_mb={decode_cache_mb:g}: every trial decodes "
+            f"decoded, the images take {mb:.1f} MB, over decode_cache_mb={decode_cache_mb:g}: every trial decodes "
             "the files each epoch (raise decode_cache_mb if the nodes have the memory)"
         )
     return DatasetSplits(
