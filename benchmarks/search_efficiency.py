@@ -96,7 +96,14 @@ def run_sweep(rec: dict, work: Path, experiment: str) -> None:
 
 def key_of(params: dict, searched: list[str]) -> str:
     """One configuration's name, the same from MLflow's string params and from Tune's typed config."""
-    return " ".join(f"{k}={float(params[k]) if k == 'lr' else params[k]}" for k in searched)
+
+    def norm(v) -> str:  # "0.003" (MLflow) and 0.003 (Tune) alike
+        try:
+            return str(float(v))
+        except (TypeError, ValueError):
+            return str(v)
+
+    return " ".join(f"{k}={norm(params[k])}" for k in searched)
 
 
 def trial_histories(work: Path, experiment: str, searched: list[str]) -> list[dict]:
