@@ -108,12 +108,16 @@ def profiles(
     device: str = "cpu",
     reprofile: bool = False,
     progress: Callable[[str], None] = print,
+    shape_of: Callable[[pd.Series], tuple[str, int, int]] | None = None,
+    measure: Callable[[tuple[str, int, int], str], Profile] | None = None,
 ) -> dict[str, Profile]:
     """run_id -> Profile for every row. One profile per (architecture, classes, input size): weights do
     not change parameters, FLOPs, size or timings, so a fresh model of the trained shape measures the
     same thing. A profile cached on any run of the sweep, measured on this device, is reused unless
     ``reprofile``; new ones are measured one model at a time, in a fresh process, and cached on the
-    row's run."""
+    row's run. ``shape_of`` (a run's shape) and ``measure`` (a module-level function) default to
+    classification's timm models; the detection report passes YOLO's."""
+    _shape = shape_of or _classifier_shape
     here = device_name(device)
     cached: dict[tuple, Profile] = {}
     if not reprofile and f"tags.{PROFILE_TAG}" in all_runs:
@@ -128,19 +132,20 @@ def profiles(
     if todo:
         progress(f"profiling {', '.join(f'{a} at {s} px' for a, _, s in todo)} on {here}, one at a time")
         client = mlflow.MlflowClient()
-        for key, prof in zip(todo, measure_apart(list(todo), device), strict=True):
+        for key, prof in zip(todo, measure_apart(list(todo), device, measure), strict=True):
             cached[key] = prof
             log_profile(client, todo[key], prof)
     return {run["run_id"]: cached[_shape(run)] for _, run in table_runs.iterrows()}
 
 
-def measure_apart(shapes: list[tuple[str, int, int]], device: str) -> list[Profile]:
+def measure_apart(shapes: list[tuple[str, int, int]], device: str, measure=None) -> list[Profile]:
     """Profiles measured in a fresh Python process, one model after the other. Not in this one: after
     a sweep, the driver still carries Ray Tune's and MLflow's threads, and the same model timed there
-    ran up to 3x slower than in a fresh process on an idle machine (BENCHMARKS.md)."""
+    ran up to 3x slower than in a fresh process on an idle machine (BENCHMARKS.md). ``measure``: a
+    module-level function (shape, device) -> Profile; default: a timm classifier of that shape."""
     ctx = multiprocessing.get_context("spawn")  # not fork: nothing of this process's threads or state
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return list(pool.map(_measure, shapes, [device] * len(shapes)))
+        return list(pool.map(measure or _measure, shapes, [device] * len(shapes)))
 
 
 def _measure(shape: tuple[str, int, int], device: str) -> Profile:
@@ -150,7 +155,7 @@ def _measure(shape: tuple[str, int, int], device: str) -> Profile:
         return profile_model(model, size, device)
 
 
-def _shape(run: pd.Series) -> tuple[str, int, int]:
+def _classifier_shape(run: pd.Series) -> tuple[str, int, int]:
     return run["params.arch"], int(run["params.num_classes"]), int(run["params.input_size"])
 
 

@@ -123,11 +123,11 @@ def _labels(table: pd.DataFrame) -> list[str]:
     return [f"{a} {r[:6]}" for a, r in zip(table["arch"], table["run_id"], strict=True)]
 
 
-def trial_fate(runs: pd.DataFrame, planned: int | None) -> dict[str, int]:
+def trial_fate(runs: pd.DataFrame, planned: int | None, done: pd.DataFrame | None = None) -> dict[str, int]:
     """How the sweep's trials ended, from their runs: finished (of which ASHA stopped early), failed,
-    killed or still running."""
+    killed or still running. ``done``: the finished runs with a result (default: classification's)."""
     status = runs["status"].value_counts() if not runs.empty else pd.Series(dtype=int)
-    done = finished(runs)
+    done = finished(runs) if done is None else done
     early = int((done.get("tags.stopped_early", pd.Series(dtype=str)) == "true").sum())
     return {
         "planned": planned if planned is not None else len(runs),
@@ -372,9 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sweep = parent.data.tags.get(SWEEP_TAG, parent.info.run_id)
     out = args.out or Path("reports") / args.experiment / sweep
-    report = build_report(
-        exp_id, parent, out, args.rows, device, args.reprofile, profile=not args.no_profile, log=not args.no_log
-    )
+    if parent.data.tags.get("task") == "detect":  # sweeps/detect.py: one row per YOLO model
+        from analysis.detect_report import build_detection_report
+
+        report = build_detection_report(exp_id, parent, out, device, profile=not args.no_profile, log=not args.no_log)
+    else:
+        report = build_report(
+            exp_id, parent, out, args.rows, device, args.reprofile, profile=not args.no_profile, log=not args.no_log
+        )
     print(report.markdown.read_text().split("\n## ")[0])
     print(f"report: {report.html}\ntable: {report.csv}")
     return 0

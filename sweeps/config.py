@@ -310,6 +310,10 @@ class SweepConfig:
     def active(key: str, chosen: dict[str, Any]) -> bool:
         return active(key, chosen)
 
+    def modes(self) -> list[str]:
+        """'max' or 'min' for each objective, in order."""
+        return [M.OBJECTIVES[o] for o in self.objectives]
+
     def ordered_keys(self) -> list[str]:
         """Space keys with every conditional parameter after the one it depends on."""
         return sorted(self.space, key=lambda k: k in CONDITIONAL)

@@ -334,22 +334,26 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         return finish(cfg, tuner, sweep, exp_dir, t0)
 
 
-def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: float) -> int:
-    """Run the trials, then (if the sweep was not interrupted) the table and the champion."""
+def fit_trials(cfg, tuner: tune.Tuner, exp_dir: Path, script: str = "classify.py"):
+    """Run the trials. Returns (results, None) once every trial ended, with the parent run's trial
+    counts logged; (None, exit code) when the sweep stopped early (Ctrl-C, storage, tracking), with
+    what to do next said and the parent run marked."""
     StorageWatch.fault = None
     try:
         results = tuner.fit()
     except Exception as e:  # noqa: BLE001 - reported with what to do next
         if _caused_by(e, TrackingIncomplete):
-            return fail(f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/classify.py --resume {exp_dir}")
+            return None, fail(
+                f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/{script} --resume {exp_dir}"
+            )
         oserror = _caused_by(e, OSError)
         if StorageWatch.fault or (oserror and oserror.errno in STORAGE_ERRNOS):
-            return storage_stop(StorageWatch.fault or str(oserror), exp_dir)
+            return None, storage_stop(StorageWatch.fault or str(oserror), exp_dir, script)
         raise
     finally:
         ray.shutdown()  # before profiling: latency is measured with the machine to itself
     if StorageWatch.fault:
-        return storage_stop(StorageWatch.fault, exp_dir)
+        return None, storage_stop(StorageWatch.fault, exp_dir, script)
 
     # What the experiment state says, not the ResultGrid: that leaves out trials that never reported.
     trials = tune.ExperimentAnalysis(str(exp_dir)).trials
@@ -359,19 +363,28 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
         mlflow.set_tag("interrupted", "true")
         mlflow.end_run(status="KILLED")
         log(f"interrupted: {ended} of {planned} trials ended; runs, checkpoints and the search's state are kept")
-        log(f"resume with: python sweeps/classify.py --resume {exp_dir}")
-        return 130
+        log(f"resume with: python sweeps/{script} --resume {exp_dir}")
+        return None, 130
     mlflow.set_tag("interrupted", "false")
     errors = [r for r in results if r.error]
     mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})
-    log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each architecture")
+    if errors:
+        mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
+    log(f"trials finished: {len(results) - len(errors)} of {len(results)}; profiling the best of each model")
+    return results, None
+
+
+def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: float) -> int:
+    """Run the trials, then (if the sweep was not interrupted) the table and the champion."""
+    results, stopped = fit_trials(cfg, tuner, exp_dir)
+    if results is None:
+        return stopped
+    errors = [r for r in results if r.error]
 
     exp_id, parent_id, experiment = sweep["experiment_id"], sweep["parent_run_id"], sweep["experiment"]
     out_dir = Path(cfg.output_dir) / experiment / sweep["sweep_name"]
     report = build_report(exp_id, mlflow.get_run(parent_id), out_dir, "arch", default_device(), progress=log)
     table, md = report.table, report.markdown
-    if errors:
-        mlflow.set_tag("failed_trials", ", ".join(str(r.path) for r in errors))
     champion = None
     if not table.empty:
         top = table.iloc[0]  # the table is sorted by best validation accuracy: selection never sees test
@@ -394,7 +407,7 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
     return 1 if errors else 0
 
 
-def storage_stop(fault: str, exp_dir: Path) -> int:
+def storage_stop(fault: str, exp_dir: Path, script: str = "classify.py") -> int:
     """The sweep stopped because its storage path is full or read-only: say so, and how to go on."""
     mlflow.set_tags({"interrupted": "true", "storage_error": fault[:5000]})
     mlflow.end_run(status="KILLED")
@@ -402,7 +415,7 @@ def storage_stop(fault: str, exp_dir: Path) -> int:
         f"--storage-path {exp_dir.parent}: {fault}. The sweep stopped there: finished trials, their MLflow "
         "runs and checkpoints are kept, unfinished trials continue from their last complete checkpoint. "
         "Free space (or make the directory writable), then resume:\n"
-        f"  python sweeps/classify.py --resume {exp_dir}"
+        f"  python sweeps/{script} --resume {exp_dir}"
     )
 
 

@@ -18,7 +18,6 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.config import SweepConfig
-from trainables import metrics as M
 
 
 class DefineByRun:
@@ -106,7 +105,7 @@ class NoRepeats(OptunaSearch):
 
 
 def search_algorithm(cfg: SweepConfig) -> OptunaSearch:
-    modes = [M.OBJECTIVES[o] for o in cfg.objectives]
+    modes = cfg.modes()
     single = len(cfg.objectives) == 1
     kwargs = dict(
         space=DefineByRun(cfg),
@@ -126,7 +125,7 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
     return ASHAScheduler(
         time_attr="training_iteration",
         metric=cfg.objectives[0],
-        mode=M.OBJECTIVES[cfg.objectives[0]],
+        mode=cfg.modes()[0],
         max_t=cfg.max_epochs,
         grace_period=cfg.grace_period,
         reduction_factor=2,

@@ -42,6 +42,7 @@ from ray.tune.experiment import Trial
 from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
 from sweeps.config import trial_params
 from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
+from trainables import detection as D
 from trainables import metrics as M
 from trainables.models import build_model, family_of
 from trainables.trainable import STATE_FILE
@@ -77,7 +78,14 @@ def transient(e: Exception) -> bool:
 
 
 class MlflowTrialCallback(Callback):
-    """Turns Tune's trial events into MLflow writes, made in order by a background thread."""
+    """Turns Tune's trial events into MLflow writes, made in order by a background thread.
+
+    For classification trials; a task subclasses it with its own metric names and run contents
+    (``DetectionTrialCallback``)."""
+
+    epoch_metrics: tuple[str, ...] = M.EPOCH_METRICS  # per-epoch curves, from each result
+    summary_metrics: tuple[str, ...] = (*M.SUMMARY_METRICS, M.TEST_TOP5)  # from the last result
+    history_metric: str = M.VAL_ACC  # read back to find the last epoch a run already has
 
     def __init__(
         self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_name: str, flush_timeout_s: float = 900
@@ -146,7 +154,7 @@ class MlflowTrialCallback(Callback):
             "result",
             trial,
             epoch=int(result[M.EPOCH]),
-            metrics={k: float(result[k]) for k in M.EPOCH_METRICS if k in result},
+            metrics={k: float(result[k]) for k in self.epoch_metrics if k in result},
             info={k[len(INFO_PREFIX) :]: v for k, v in result.items() if k.startswith(INFO_PREFIX)},
             hostname=str(result.get("hostname", "")),
         )
@@ -156,7 +164,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         last = trial.last_result or {}
-        summary = {k: float(last[k]) for k in (*M.SUMMARY_METRICS, M.TEST_TOP5) if k in last}
+        summary = {k: float(last[k]) for k in self.summary_metrics if k in last}
         self._put("complete", trial, epoch=int(last.get(M.EPOCH, 0)), summary=summary, checkpoint=trial.checkpoint)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -255,12 +263,12 @@ class MlflowTrialCallback(Callback):
             self._runs[trial_id] = found[0].info.run_id if found else self._create_run(trial_id, config)
         run_id = self._runs[trial_id]
         if run_id not in self._last_step:  # a run met for the first time by this process: read its history
-            history = self.client.get_metric_history(run_id, M.VAL_ACC)
+            history = self.client.get_metric_history(run_id, self.history_metric)
             self._last_step[run_id] = max((m.step for m in history), default=0)
         return run_id
 
     def _create_run(self, trial_id: str, config: dict) -> str:
-        name = run_name(config)
+        name, params = self._describe(config)
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
@@ -269,13 +277,16 @@ class MlflowTrialCallback(Callback):
                 MLFLOW_RUN_NAME: name,
                 TRIAL_ID_TAG: trial_id,
                 SWEEP_TAG: self.sweep_name,
-                "family": family_of(config["arch"]),
+                "family": params["family"],
             },
         )
-        # Every TrialConfig field, the defaults the sweep did not set included: the run says what ran.
-        params = {**trial_params(config), "family": family_of(config["arch"])}
         self.client.log_batch(run.info.run_id, params=_params(params))
         return run.info.run_id
+
+    def _describe(self, config: dict) -> tuple[str, dict[str, Any]]:
+        """The run's name and parameters: every TrialConfig field, the defaults the sweep did not set
+        included (the run says what ran), and the model family."""
+        return run_name(config), {**trial_params(config), "family": family_of(config["arch"])}
 
     def _status(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.status
@@ -324,9 +335,13 @@ class MlflowTrialCallback(Callback):
         )
         if op["checkpoint"] is not None:
             with op["checkpoint"].as_directory() as d:
-                state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-            self._log_evidence(run_id, op, state)
+                self._log_final(run_id, op, Path(d))
         self.client.set_terminated(run_id, status="FINISHED")
+
+    def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:
+        """What a finished trial leaves besides its metrics, from its last checkpoint."""
+        state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        self._log_evidence(run_id, op, state)
 
     def _on_error(self, run_id: str, op: dict) -> None:
         self.client.set_tag(run_id, "error", op["error"][:5000])
@@ -395,3 +410,26 @@ class MlflowTrialCallback(Callback):
 
 def _error_text(trial: Trial) -> str:
     return str(trial.error_file or "see Ray Tune's trial log")
+
+
+class DetectionTrialCallback(MlflowTrialCallback):
+    """The same one-run-per-trial logging for detection trials (``trainables.detection``): per-epoch
+    losses, precision, recall, mAP50 and mAP50-95; at the end the best epoch's test metrics and its
+    weights (``weights/best.pt``, loadable with ``ultralytics.YOLO``)."""
+
+    epoch_metrics = D.EPOCH_METRICS
+    summary_metrics = D.SUMMARY_METRICS
+    history_metric = D.SEARCH_METRIC
+
+    def _describe(self, config: dict) -> tuple[str, dict[str, Any]]:
+        cfg = D.DetectTrialConfig.from_dict(config)
+        lr = f"{cfg.lr0:.0e}".replace("e-0", "e-")
+        name = f"{cfg.model}-{cfg.imgsz}px-{cfg.optimizer}-{cfg.augment}-lr{lr}"
+        # The augmentation values the trial trains with, resolved from its strength level.
+        params = {**cfg.to_dict(), **cfg.augmentation(), "nbs": cfg.nbs or cfg.batch, "family": cfg.family}
+        return name, params
+
+    def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:
+        for name, where in (("best.pt", "weights"), ("trial.json", "evidence")):
+            if (checkpoint_dir / name).is_file():
+                self.client.log_artifact(run_id, str(checkpoint_dir / name), where)

@@ -49,11 +49,11 @@ def ray_tmp():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def sweep_cmd(tmp_path: Path, uri: str, *extra: str) -> list[str]:
+def sweep_cmd(tmp_path: Path, uri: str, *extra: str, script: str = "classify.py") -> list[str]:
     """The entry script with a local Ray and everything it writes under ``tmp_path``."""
     return [
         sys.executable,
-        str(REPO / "sweeps" / "classify.py"),
+        str(REPO / "sweeps" / script),
         "--address",
         "local",
         "--tracking-uri",

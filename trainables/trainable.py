@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -74,3 +75,42 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
             )
         if fail_in and report.metrics["epoch"] == fail_in - 1:
             splits.train.armed[0] = cfg.batch_size  # the next epoch trains one batch, then fails
+
+
+def train_detector(config: dict, data: dict) -> None:
+    """One detection trial (Ultralytics YOLO, ``trainables.detection``): each epoch's metrics and its
+    last/best weights reported to Tune; a retried or resumed trial continues from them. ``data``:
+    {"yaml": a data.yaml every node can read} or {"shapes": ShapesSpec fields, "root": directory}, the
+    generated dataset, made on the trial's node if that node has no copy yet."""
+    from trainables.detection import DetectTrialConfig, EpochReport, fit_detector
+    from trainables.shapes import ShapesSpec, generate
+
+    cfg = DetectTrialConfig.from_dict(config)
+    resources = tune.get_context().get_trial_resources().required_resources
+    gpus = resources.get("GPU", 0)
+    if gpus > 0 and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"this trial was given {gpus:g} GPU by Ray, but torch {torch.__version__} sees no CUDA device: "
+            "install a CUDA build of torch on the worker nodes, or run with --gpus-per-trial 0."
+        )
+    device = "0" if gpus > 0 else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
+    threads = max(1, int(resources.get("CPU", 1)))
+    data_yaml = data.get("yaml") or generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
+
+    def report(r: EpochReport) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            for f in r.checkpoint_dir.iterdir():
+                shutil.copy2(f, d)
+            info = {**r.info, "device": torch.cuda.get_device_name(0) if gpus > 0 else "cpu", "threads": threads}
+            tune.report(
+                {**r.metrics, **{f"info/{k}": v for k, v in info.items()}},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
+
+    workdir = Path(tune.get_context().get_trial_dir()) / "ultralytics"
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)
+        return
+    with checkpoint.as_directory() as d:  # a retry after a failure, or a resumed sweep
+        fit_detector(cfg, data_yaml, workdir, device, report, threads=threads, resume_dir=Path(d))

@@ -18,7 +18,7 @@ from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
 from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
 from sweeps.trial_runs import MODEL_ID_TAG
 from tests.browser import render_html
-from tests.conftest import sweep_cmd, sweep_env
+from tests.conftest import REPO, sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
@@ -31,11 +31,11 @@ REPORT_FILES = {"report.md", "report.html", "comparison.csv", "figures"}
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 
 
-def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
+def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str, **env: str) -> tuple[subprocess.CompletedProcess, str]:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cmd = sweep_cmd(tmp_path, uri, "--smoke-test", *extra)
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=sweep_env(ray_tmp), timeout=900, stdin=subprocess.DEVNULL
+        cmd, capture_output=True, text=True, env=sweep_env(ray_tmp, **env), timeout=900, stdin=subprocess.DEVNULL
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc, uri
@@ -84,7 +84,8 @@ def read_table(tmp_path: Path) -> list[dict]:
 
 
 def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
-    proc, uri = run_sweep(tmp_path, ray_tmp)
+    # with Ultralytics unimportable in every process: classification must not need the [detect] extra
+    proc, uri = run_sweep(tmp_path, ray_tmp, PYTHONPATH=f"{REPO / 'tests' / 'no_ultralytics'}:{REPO}")
     client, parent, children = check_sweep_in_mlflow(uri, "classify-digits")
     assert parent.data.params["data_source"] == "sklearn.datasets.load_digits"
     assert parent.data.tags["version.ray"].startswith("2.60")
