@@ -270,6 +270,7 @@ def run_detect(cfg) -> int:
 
     from sweeps.run import CHECK_ERRORS, RECIPE_FILE, SWEEP_FILE, check_storage, fail, start_ray, storage_root
     from sweeps.space import num_trials
+    from sweeps.storage import storage_filesystem
     from sweeps.tracking import check_tracking_server, shown, start_parent_run
 
     t0 = time.perf_counter()
@@ -335,6 +336,7 @@ def run_detect(cfg) -> int:
             run_config=tune.RunConfig(
                 name=sweep_name,
                 storage_path=str(storage_root(cfg)),
+                storage_filesystem=storage_filesystem(),  # files replaced whole: see sweeps.storage
                 callbacks=_callbacks(cfg, sweep),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
@@ -409,6 +411,7 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
 
     from sweeps.detect_config import ConfigError, load_config
     from sweeps.run import CHECK_ERRORS, RECIPE_FILE, SWEEP_FILE, check_storage, fail, start_ray
+    from sweeps.storage import storage_filesystem
     from sweeps.tracking import check_tracking_server, reopen_parent_run, shown
 
     t0 = time.perf_counter()
@@ -435,7 +438,11 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(sweep['tracking_uri'])}")
     with reopen_parent_run(sweep["parent_run_id"]):
         tuner = tune.Tuner.restore(
-            str(exp_dir), trainable=trainable_of(cfg, sweep["data"]), resume_unfinished=True, resume_errored=False
+            str(exp_dir),
+            trainable=trainable_of(cfg, sweep["data"]),
+            storage_filesystem=storage_filesystem(),
+            resume_unfinished=True,
+            resume_errored=False,
         )
         return finish(cfg, tuner, sweep, exp_dir, t0)
 

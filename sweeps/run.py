@@ -21,6 +21,7 @@ from ray import tune
 from analysis.report import build_report, default_device
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.space import num_trials, scheduler, search_algorithm
+from sweeps.storage import storage_filesystem
 from sweeps.tracking import (
     TrackingUnavailable,
     check_tracking_server,
@@ -144,6 +145,7 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
         run_config=tune.RunConfig(
             name=sweep_name,
             storage_path=str(storage_root(cfg)),
+            storage_filesystem=storage_filesystem(),  # a full disk cannot leave a truncated state file
             callbacks=[callback, StorageWatch()],
             # One kept: Tune registers a checkpoint only once it is fully written, then drops the older one.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -328,6 +330,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         tuner = tune.Tuner.restore(
             str(exp_dir),
             trainable=trainable_of(cfg, splits),
+            storage_filesystem=storage_filesystem(),
             resume_unfinished=True,  # interrupted trials continue from their last checkpoint
             resume_errored=False,  # a trial that failed for good (max_failures spent) stays failed
         )

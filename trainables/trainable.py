@@ -22,7 +22,8 @@ from trainables.engine import fit
 STATE_FILE = "state.pt"
 # Fault injection, for the tests that prove a failed trial is retried into the same MLflow run: a trial
 # started from scratch raises halfway through this epoch, after its first training batch (as a bad batch
-# or a CUDA error would), and its retry resumes from the previous epoch's checkpoint. Unset in normal use.
+# or a CUDA error would), and its retry resumes from the previous epoch's checkpoint (a detection trial:
+# as that epoch starts, right after the previous one is reported). Unset in normal use.
 FAIL_IN_EPOCH_ENV = "CVSWEEP_FAIL_IN_EPOCH"
 
 
@@ -97,6 +98,9 @@ def train_detector(config: dict, data: dict) -> None:
     threads = max(1, int(resources.get("CPU", 1)))
     data_yaml = data.get("yaml") or generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
 
+    checkpoint = tune.get_checkpoint()
+    fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if checkpoint is None else 0
+
     def report(r: EpochReport) -> None:
         with tempfile.TemporaryDirectory() as d:
             for f in r.checkpoint_dir.iterdir():
@@ -106,9 +110,10 @@ def train_detector(config: dict, data: dict) -> None:
                 {**r.metrics, **{f"info/{k}": v for k, v in info.items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
+        if fail_in and r.metrics["epoch"] == fail_in - 1:  # the tests' fault: epoch fail_in never finishes
+            raise RuntimeError(f"{FAIL_IN_EPOCH_ENV}: failure injected at the start of epoch {fail_in}")
 
     workdir = Path(tune.get_context().get_trial_dir()) / "ultralytics"
-    checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)
         return

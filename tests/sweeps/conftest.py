@@ -1,4 +1,5 @@
-"""Shared by the end-to-end sweep tests: waiting on a running sweep, and a real `mlflow server`."""
+"""Shared by the end-to-end sweep tests: waiting on a running sweep, a real `mlflow server`, and a small
+filesystem of the test's own that can be made read-only or full."""
 
 from __future__ import annotations
 
@@ -79,3 +80,33 @@ def mlflow_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+class Disk:
+    """A tmpfs at ``path``, visible only inside the mount namespace of the process ``holder``."""
+
+    def __init__(self, path: Path, size: str = "2g") -> None:
+        self.path = path
+        path.mkdir()
+        script = f"mount -t tmpfs -o size={size} cvsweep-test {path} && echo mounted && exec sleep 3600"
+        self.holder = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        said = self.holder.stdout.readline().strip()
+        if said != "mounted":
+            self.holder.kill()
+            pytest.fail(f"cannot mount a tmpfs in a mount namespace of its own (needs CAP_SYS_ADMIN): {said}")
+
+    def inside(self, *cmd: str) -> list[str]:
+        return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--", *cmd]
+
+    def run(self, *cmd: str) -> str:
+        return subprocess.run(self.inside(*cmd), check=True, capture_output=True, text=True).stdout
+
+    def close(self) -> None:
+        os.killpg(self.holder.pid, signal.SIGKILL)  # the namespace, and the tmpfs with it, go away
+        self.holder.wait(timeout=30)

@@ -60,6 +60,8 @@ def offline_env(ray_tmp: str, tmp_path: Path, uri: str) -> dict[str, str]:
         RAY_USAGE_STATS_ENABLED="0",
         DO_NOT_TRACK="true",
         YOLO_CONFIG_DIR=str(tmp_path / "yolo"),
+        # and every trial crashes once, as epoch 2 starts: Ray Tune retries it from epoch 1's last.pt
+        CVSWEEP_FAIL_IN_EPOCH="2",
     )
     for key in ("PYTEST_CURRENT_TEST", "YOLO_OFFLINE", "CI", "GITHUB_ACTIONS"):
         env.pop(key, None)
@@ -76,7 +78,7 @@ def network_attempts(log: Path) -> list[str]:
 
 
 @pytest.mark.e2e
-def test_default_detection_sweep_offline_one_run_per_trial_and_a_table(tmp_path, ray_tmp):
+def test_default_detection_sweep_offline_retried_one_run_per_trial_and_a_table(tmp_path, ray_tmp):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
         detect_cmd(tmp_path, uri, "--smoke-test"),
@@ -102,6 +104,7 @@ def test_default_detection_sweep_offline_one_run_per_trial_and_a_table(tmp_path,
     assert sorted(c.data.params["model"] for c in children) == ["yolo11n", "yolov8n"]  # one run per trial
     for c in children:
         assert c.info.status == "FINISHED" and c.data.tags[MLFLOW_PARENT_RUN_ID] == parent.info.run_id
+        assert c.data.tags["retries"] == "1" and "failure injected" in open(c.data.tags["last_error"]).read()
         for key in EPOCH_KEYS:
             assert [m.step for m in client.get_metric_history(c.info.run_id, key)] == [1, 2], key
         for key in ("best_val_mAP50_95", "best_epoch", "test_mAP50", "test_mAP50_95", "train_time_s"):

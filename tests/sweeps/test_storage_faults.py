@@ -9,8 +9,6 @@ while a trial is training."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,40 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, sweep_cmd, sweep_env
-from tests.sweeps.conftest import wait_for
+from tests.sweeps.conftest import Disk, wait_for
 from tests.sweeps.test_faults import SMALL, check_exactly_once, runs_of
 
 pytestmark = pytest.mark.e2e
-
-
-class Disk:
-    """A tmpfs at ``path``, visible only inside the mount namespace of the process ``holder``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        script = f"mount -t tmpfs -o size=2g cvsweep-test {path} && echo mounted && exec sleep 3600"
-        self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        said = self.holder.stdout.readline().strip()
-        if said != "mounted":
-            self.holder.kill()
-            pytest.fail(f"cannot mount a tmpfs in a mount namespace of its own (needs CAP_SYS_ADMIN): {said}")
-
-    def inside(self, *cmd: str) -> list[str]:
-        return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--", *cmd]
-
-    def run(self, *cmd: str) -> str:
-        return subprocess.run(self.inside(*cmd), check=True, capture_output=True, text=True).stdout
-
-    def close(self) -> None:
-        os.killpg(self.holder.pid, signal.SIGKILL)  # the namespace, and the tmpfs with it, go away
-        self.holder.wait(timeout=30)
 
 
 @pytest.fixture
@@ -62,6 +30,21 @@ def disk(tmp_path):
         yield d
     finally:
         d.close()
+
+
+# Loads every state file of a sweep directory as Tune does on restore (some .json files of Tune's hold
+# a pickle); prints their names, or raises naming the file that does not load.
+LOAD_STATE = """
+import json, pathlib, pickle, sys
+for f in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    if f.suffix in (".json", ".pkl"):
+        data = f.read_bytes()
+        try:
+            pickle.loads(data) if data[:1] == b"\\x80" else json.loads(data)
+        except Exception as e:
+            sys.exit(f"{f.name}: {type(e).__name__}: {e}")
+        print(f.name)
+"""
 
 
 def sweep_until(disk: Disk, cmd: list[str], env: dict, log: Path, ready, fault: list[str]) -> tuple[int, str]:
@@ -122,6 +105,11 @@ def test_a_read_only_then_full_checkpoint_directory_stops_the_sweep_cleanly_and_
     assert f"error: --storage-path {disk.path}: " in out and "No space left on device" in out
     parents, _ = runs_of(client, "classify-digits")
     assert "No space left on device" in parents[0].data.tags["storage_error"]
+    # Everything Tune restores from is whole (a rewrite cut short by the full disk kept its old version).
+    loaded = subprocess.run(disk.inside(sys.executable, "-c", LOAD_STATE, sweep_dir), capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    states = loaded.stdout.split()
+    assert "tuner.pkl" in states and any(s.startswith("experiment_state") for s in states), states
 
     # 4. Space freed: the sweep resumes to the end, each trial one run with every epoch once.
     disk.run("rm", f"{disk.path}/filler")
