@@ -210,6 +210,7 @@ def load_ultralytics() -> None:
     if "ultralytics" in sys.modules:
         return
     import PIL.Image
+    import torch  # noqa: F401 - first: OpenMP sizes torch's thread pool when torch loads, so not at Ultralytics' 1
 
     omp, pil_open = os.environ.get("OMP_NUM_THREADS"), PIL.Image.open
     import ultralytics  # noqa: F401
