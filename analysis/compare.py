@@ -48,6 +48,7 @@ COLUMNS = {
     "input_size": "input (px)",
     "latency_ms": "latency b1 median (ms)",
     "latency_p90_ms": "latency b1 p90 (ms)",
+    "onnx_latency_ms": "ONNX Runtime CPU latency b1 median (ms)",
     "throughput_ips": "throughput (img/s)",
     "size_mb": "size on disk (MB)",
     M.TRAIN_TIME: "train time (s)",
@@ -56,7 +57,16 @@ COLUMNS = {
     "run_id": "MLflow run",
 }
 PERCENT = (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL)
-PROFILE_COLUMNS = ("params_m", "gflops", "gmacs", "latency_ms", "latency_p90_ms", "throughput_ips", "size_mb")
+PROFILE_COLUMNS = (
+    "params_m",
+    "gflops",
+    "gmacs",
+    "latency_ms",
+    "latency_p90_ms",
+    "onnx_latency_ms",
+    "throughput_ips",
+    "size_mb",
+)
 PROFILE_TAG = "profile"  # the run's Profile as JSON: the cost columns and the machine they were measured on
 
 
@@ -174,6 +184,7 @@ def _cost(prof: Profile) -> dict[str, float]:
         "gmacs": prof.macs / 1e9,
         "latency_ms": prof.latency_ms_median,
         "latency_p90_ms": prof.latency_ms_p90,
+        "onnx_latency_ms": float("nan") if prof.onnx_latency_ms_median is None else prof.onnx_latency_ms_median,
         "throughput_ips": prof.throughput_ips,
         "size_mb": prof.size_mb,
     }
@@ -215,6 +226,7 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
 
 def method_note(prof: Profile | None) -> str:
     """How the numbers were obtained, written beside every table."""
+    from analysis.export import OPSET
     from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP
 
     text = (
@@ -230,5 +242,11 @@ def method_note(prof: Profile | None) -> str:
         f"writes it. Timings after all trials ended, one model at a time, eval + inference mode, "
         f"{prof.dtype}: latency at batch 1 ({LATENCY_WARMUP} warm-up runs, then at least "
         f"{LATENCY_MIN_REPEATS} runs and {LATENCY_MIN_SECONDS:g} s), throughput at batch {prof.batch_size}; "
-        f"on {prof.device}, {prof.threads} torch threads, torch {prof.torch_version}."
+        f"on {prof.device}, {prof.threads} torch threads, torch {prof.torch_version}. "
+        + (
+            f"ONNX Runtime: the same model exported by timm's onnx_export (torch.onnx, opset {OPSET}), ONNX Runtime "
+            f"{prof.onnxruntime_version} on the CPU with {prof.threads} intra-op threads, batch 1, timed the same way."
+            if prof.onnx_latency_ms_median is not None
+            else f"ONNX Runtime: {prof.onnx_note}."
+        )
     )

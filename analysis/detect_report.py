@@ -86,7 +86,7 @@ def _measure(shape: tuple[str, int, int], device: str) -> Profile:
     model = DetectionModel(f"{model_name}.yaml", nc=num_classes, verbose=False)
     model.fuse(verbose=False)  # conv + batch-norm folded, as Ultralytics deploys it
     with torch.no_grad():
-        return profile_model(model, size, device)
+        return profile_model(model, size, device, onnx=False)  # the ONNX column is classification's, for now
 
 
 def detection_table(chosen: pd.DataFrame, profs: dict[str, Profile] | None) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """The evidence behind one trial's numbers, as files a reviewer opens from its MLflow run: the test
 confusion matrix (PNG and CSV), the per-class precision/recall/F1 report (CSV), every test image's
-true and predicted class (CSV) and the learning curves (PNG). Pure functions from numbers to files;
+true and predicted class (CSV), the learning curves (PNG) and, from ``analysis.gradcam``, Grad-CAM
+heatmaps on the sweep's sample images (PNG and NPZ). Pure functions from numbers to files;
 what gets uploaded where is ``sweeps.trial_runs``' job.
 """
 
@@ -22,6 +23,7 @@ CONFUSION_CSV, CONFUSION_PNG = "confusion_matrix.csv", "confusion_matrix.png"
 PER_CLASS_CSV = "per_class_report.csv"
 PREDICTIONS_CSV = "test_predictions.csv"
 CURVES_PNG = "learning_curves.png"
+GRADCAM_PNG, GRADCAM_NPZ = "gradcam.png", "gradcam.npz"  # drawn by analysis.gradcam
 # Panels of the learning-curve figure: (title, [(metric, label), ...]).
 CURVE_PANELS = (
     ("loss", [(M.TRAIN_LOSS, "train"), (M.VAL_LOSS, "val")]),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import platform
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -34,6 +36,12 @@ class Profile:
     threads: int  # torch intra-op threads during timing (CPU)
     dtype: str
     torch_version: str
+    # The model exported to ONNX and run by ONNX Runtime on the CPU (``threads`` intra-op threads), batch 1,
+    # timed as PyTorch's latency is; None where not measured, with the reason in onnx_note.
+    onnx_latency_ms_median: float | None
+    onnx_latency_ms_p90: float | None
+    onnxruntime_version: str | None
+    onnx_note: str
 
     @property
     def macs(self) -> int:
@@ -111,23 +119,53 @@ def cpu_model() -> str:
 
 
 def profile_model(
-    model: torch.nn.Module, input_size: int, device: str = "cpu", batch_size: int = THROUGHPUT_BATCH
+    model: torch.nn.Module,
+    input_size: int,
+    device: str = "cpu",
+    batch_size: int = THROUGHPUT_BATCH,
+    onnx: bool = True,
 ) -> Profile:
-    """Everything in the comparison table's cost columns, for one model, float32."""
+    """Everything in the comparison table's cost columns, for one model, float32; with ``onnx``, also
+    its ONNX Runtime CPU latency."""
     model.eval().to(device)
     median, p90, n = measure_latency(model, input_size, device)
+    flops = count_flops(model, input_size, device)
+    throughput = measure_throughput(model, input_size, device, batch_size)
+    where = device_name(device)
+    # After PyTorch's timings, which therefore run exactly as they did before this column existed.
+    ort = onnx_latency_of(model, input_size) if onnx else (None, None, None, "not measured for this task")
     return Profile(
         params=count_params(model),
-        flops=count_flops(model, input_size, device),
+        flops=flops,
         input_size=input_size,
         latency_ms_median=median,
         latency_ms_p90=p90,
         latency_repeats=n,
-        throughput_ips=measure_throughput(model, input_size, device, batch_size),
+        throughput_ips=throughput,
         batch_size=batch_size,
         size_mb=state_dict_bytes(model) / 1e6,
-        device=device_name(device),
+        device=where,
         threads=torch.get_num_threads(),
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
         torch_version=torch.__version__,
+        onnx_latency_ms_median=ort[0],
+        onnx_latency_ms_p90=ort[1],
+        onnxruntime_version=ort[2],
+        onnx_note=ort[3],
     )
+
+
+def onnx_latency_of(model: torch.nn.Module, input_size: int) -> tuple[float | None, float | None, str | None, str]:
+    """(median ms, p90 ms, onnxruntime version, note) of the model exported to ONNX and run by ONNX
+    Runtime on the CPU with torch's thread count; an export that fails is reported in the note."""
+    from importlib.metadata import version
+
+    from analysis.export import ONNX_FILE, onnx_latency, to_onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = to_onnx(model.cpu(), input_size, Path(d) / ONNX_FILE)
+        except Exception as e:  # noqa: BLE001 - the other columns still stand; the table says why this one is empty
+            return None, None, None, f"ONNX export failed: {type(e).__name__}: {str(e)[:300]}"
+        median, p90, _ = onnx_latency(path, input_size, torch.get_num_threads())
+    return median, p90, version("onnxruntime"), ""

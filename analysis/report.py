@@ -43,10 +43,12 @@ from analysis.compare import (  # noqa: E402
     shown,
     sweep_runs,
 )
-from analysis.evidence import CONFUSION_PNG, CURVES_PNG  # noqa: E402
+from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
 from analysis.profile import Profile  # noqa: E402
 from trainables import metrics as M  # noqa: E402
 
+# Per row, the figures its run logged under evidence/: (what the report calls it, file name).
+EVIDENCE = (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG), ("Grad-CAM", GRADCAM_PNG))
 MAX_EVIDENCE_ROWS = 12  # rows whose confusion matrix and curves are shown; every run keeps its own in MLflow
 SWEEP_TAG = "sweep"  # set on every sweep's parent run (sweeps.tracking)
 FIGURES = "figures"
@@ -158,7 +160,7 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file drowns the log
     for run_id in table["run_id"].head(MAX_EVIDENCE_ROWS):
         found[run_id] = {}
-        for key, name in (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG)):
+        for key, name in EVIDENCE:
             target = out / f"{run_id}-{name}"  # one file per run: every run's evidence has the same names
             try:
                 got = mlflow.artifacts.download_artifacts(
@@ -279,7 +281,8 @@ def _img(path: Path | None, alt: str) -> str:
     if path is None:
         return f"<p class=missing>{html.escape(alt)}: not logged by this run</p>"
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    wide = " class=wide" if alt == "Grad-CAM" else ""  # a row of images: as wide as the page allows
+    return f'<img{wide} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 CSS = """
@@ -290,6 +293,7 @@ th{background:#f3f3f3;position:sticky;top:0}
 td:nth-child(-n+5){text-align:left}
 .note{color:#555;font-size:13px;max-width:1100px}
 img{max-width:calc(50% - 1rem);margin:.5rem 1rem .5rem 0;border:1px solid #eee}
+img.wide{max-width:100%}
 .missing{color:#a00}
 .figs{display:flex;flex-wrap:wrap;align-items:flex-start}
 """
@@ -319,7 +323,7 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
         parts += [_img(p, p.stem) for p in plots]
         parts.append("</div>")
     if evidence:
-        parts.append("<h2>Per model: test confusion matrix and learning curves</h2>")
+        parts.append("<h2>Per model: test confusion matrix, learning curves, Grad-CAM on the sweep's samples</h2>")
         for run_id, files in evidence.items():
             parts.append(f"<h3>{e(_row_title(table, run_id))}</h3><div class=figs>")
             parts += [_img(path, key) for key, path in files.items()]

@@ -19,6 +19,7 @@ import ray
 from ray import tune
 
 from analysis.report import build_report, default_device
+from analysis.samples import SAMPLES_DIR, log_samples
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.space import num_trials, scheduler, search_algorithm
 from sweeps.storage import storage_filesystem
@@ -277,6 +278,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
         if splits.skipped:
             mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.skipped), SKIPPED_FILE)
+        shown_on = log_samples(splits.val, splits.classes)  # every model's Grad-CAM is drawn on these
+        log(f"samples: {shown_on} validation images on the sweep's run ({SAMPLES_DIR}/), for every model's Grad-CAM")
         exp_dir.mkdir(parents=True, exist_ok=True)
         (exp_dir / RECIPE_FILE).write_text(_yaml(cfg.to_yaml_dict()))
         sweep = {

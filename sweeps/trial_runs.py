@@ -40,6 +40,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
+from analysis.gradcam import gradcam, write_gradcam
+from analysis.samples import read_samples
 from sweeps.config import trial_params
 from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
 from trainables import detection as D
@@ -107,6 +109,7 @@ class MlflowTrialCallback(Callback):
         self._info_logged: set[str] = set()  # run ids whose trial facts are logged
         self._error: str | None = None  # the last failed write, while it is being retried
         self._dropped: list[str] = []  # writes the store refused for good, for the end-of-sweep error
+        self._samples: list | None = None  # the sweep's sample images (analysis.samples), read once
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
@@ -354,9 +357,13 @@ class MlflowTrialCallback(Callback):
     # ---- the evidence of a finished trial ----------------------------------------------------------
 
     def _log_evidence(self, run_id: str, op: dict, state: dict) -> None:
-        """Confusion matrix, per-class report and learning curves (``evidence/``), the best epoch's
-        weights (``checkpoint/best_model.pt``) and the model in MLflow's PyTorch flavour."""
+        """Confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), the
+        best epoch's weights with the preprocessing they expect (``checkpoint/best_model.pt``) and the
+        model in MLflow's PyTorch flavour."""
         best, info, name = state["best"], state["info"], run_name(op["config"])
+        model = build_model(op["config"]["arch"], info["num_classes"], op["config"].get("img_size"), "none")
+        model.load_state_dict(best["model"])
+        model.eval()
         history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
         with tempfile.TemporaryDirectory() as d:
             out = Path(d)
@@ -365,6 +372,7 @@ class MlflowTrialCallback(Callback):
             files.append(write_per_class(best["test_report"], best["classes"], out))
             files.append(write_predictions(best["test_report"], best["classes"], out))
             files.append(write_learning_curves(history, out, name))
+            files += self._gradcam(run_id, op["config"]["arch"], model, state, out, name)
             for f in files:
                 self.client.log_artifact(run_id, str(f), "evidence")
             ckpt = out / "best_model.pt"
@@ -375,6 +383,7 @@ class MlflowTrialCallback(Callback):
                     "num_classes": info["num_classes"],
                     "input_size": info["input_size"],
                     "classes": best["classes"],
+                    "preprocessing": state.get("preprocessing"),  # the eval transform (trainables.augment.eval_config)
                     "epoch": best["epoch"],
                     M.BEST_VAL_ACC: best["val_acc"],
                 },
@@ -382,12 +391,28 @@ class MlflowTrialCallback(Callback):
             )
             self.client.log_artifact(run_id, str(ckpt), "checkpoint")
         if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:
-            self._log_model(run_id, op["config"], best, info)
+            self._log_model(run_id, model, state)
 
-    def _log_model(self, run_id: str, config: dict, best: dict, info: dict) -> None:
-        model = build_model(config["arch"], info["num_classes"], config.get("img_size"), "none")
-        model.load_state_dict(best["model"])
-        model.eval()
+    def _gradcam(self, run_id: str, arch: str, model, state: dict, out: Path, name: str) -> list[Path]:
+        """Grad-CAM of the best model on the sweep's sample images; where it cannot be drawn the run's
+        ``gradcam`` tag says why (the report shows that too)."""
+        if self._samples is None:
+            self._samples = read_samples(self.client, self.parent_run_id) or []
+        if not self._samples or "preprocessing" not in state:  # a sweep begun by an earlier version
+            self.client.set_tag(run_id, "gradcam", "none: the sweep's run has no sample images")
+            return []
+        try:
+            heat = gradcam(model, arch, state["preprocessing"], self._samples)
+        except ValueError as e:  # a model family without a target-layer rule
+            self.client.set_tag(run_id, "gradcam", f"none: {e}")
+            log(f"trial of {arch}: {e}")
+            return []
+        title = f"{name}: epoch {state['best']['epoch']} (best on validation), the sweep's validation samples"
+        self.client.set_tag(run_id, "gradcam", heat.target)
+        return write_gradcam(heat, self._samples, state["best"]["classes"], out, title)
+
+    def _log_model(self, run_id: str, model: torch.nn.Module, state: dict) -> None:
+        info = state["info"]
         size = int(info["input_size"])
         x = torch.zeros(2, 3, size, size)
         with torch.inference_mode():
@@ -404,6 +429,8 @@ class MlflowTrialCallback(Callback):
             serialization_format="pickle",
             # Stated, not inferred: inference imports the model in a subprocess, slow and fragile here.
             pip_requirements=[f"{p}=={version(p)}" for p in ("torch", "torchvision", "timm")],
+            # What serving needs besides the weights: the class names and the eval transform's settings.
+            metadata={"classes": state["best"]["classes"], "preprocessing": state.get("preprocessing")},
         )
         self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
 

@@ -60,8 +60,18 @@ def train_transform(policy: str, dc: dict[str, Any], random_erasing: float = 0.0
     return t
 
 
+EVAL_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")  # all the eval transform reads
+
+
+def eval_config(dc: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model's data config that defines its eval transform, in plain JSON types: stored
+    with every logged model, so inference rebuilds exactly this transform instead of re-typing it."""
+    return {k: list(dc[k]) if isinstance(dc[k], tuple | list) else dc[k] for k in EVAL_KEYS}
+
+
 def eval_transform(dc: dict[str, Any]) -> Transform:
     """Deterministic: resize, centre crop at the model's crop_pct, normalise. Used for val, test and
     inference alike."""
-    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-    return create_transform(**{k: dc[k] for k in keys}, is_training=False)
+    return create_transform(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in eval_config(dc).items()}, is_training=False
+    )

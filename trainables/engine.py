@@ -20,7 +20,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 
 from trainables import metrics as M
-from trainables.augment import eval_transform, train_transform
+from trainables.augment import eval_config, eval_transform, train_transform
 from trainables.config import TrialConfig
 from trainables.data import DatasetSplits, ImageSamplesDataset
 from trainables.freeze import BackboneHold, apply_freeze, param_groups
@@ -262,5 +262,6 @@ def fit(
             "best": best,
             "train_time_s": train_time,
             "info": p.info,
+            "preprocessing": eval_config(p.data_config),  # the eval transform, for whoever serves the model
         }
         yield EpochReport(metrics=metrics, state=state, improved=improved)

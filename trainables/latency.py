@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -27,7 +28,12 @@ def measure_latency(
 ) -> tuple[float, float, int]:
     """(median ms, p90 ms, repeats) of batch-1 inference; repeats until both ``min_repeats`` and
     ``min_seconds`` are reached so fast models get enough samples for a stable median."""
-    times = sorted(timed_runs(model, input_size, device, 1, warmup, min_repeats, min_seconds))
+    return latency_stats(timed_runs(model, input_size, device, 1, warmup, min_repeats, min_seconds))
+
+
+def latency_stats(times: list[float]) -> tuple[float, float, int]:
+    """(median, p90, count) of wall times."""
+    times = sorted(times)
     p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
     return statistics.median(times), p90, len(times)
 
@@ -61,18 +67,25 @@ def timed_runs(
     model.eval().to(device)
     x = torch.randn(batch_size, 3, input_size, input_size, device=device)
 
-    def once() -> float:
-        t0 = time.perf_counter()
+    def once() -> None:
         model(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # CUDA launches are asynchronous: time the work, not the launch
-        return (time.perf_counter() - t0) * 1e3
 
     with torch.inference_mode():
-        for _ in range(warmup):
-            once()
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-            times.append(once())
+        return repeat_timed(once, warmup, min_repeats, min_seconds)
+
+
+def repeat_timed(once: Callable[[], object], warmup: int, min_repeats: int, min_seconds: float) -> list[float]:
+    """Wall times (ms) of ``once()`` after ``warmup`` untimed calls, until both ``min_repeats`` calls and
+    ``min_seconds`` are reached: the one timing loop of every latency in this project (PyTorch's and
+    ONNX Runtime's alike)."""
+    for _ in range(warmup):
+        once()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - t0) * 1e3)
     return times

@@ -39,6 +39,7 @@ def test_table_columns_units_and_cached_profiles(sweep):
     assert row[M.TEST_ACC] == 0.85 and row["params_m"] == pytest.approx(11.18, abs=0.01)
     assert row["gflops"] == pytest.approx(2 * row["gmacs"]) and 0 < row["latency_ms"] <= row["latency_p90_ms"]
     assert row["throughput_ips"] > 0 and row["size_mb"] == pytest.approx(4 * 11.18, rel=0.02)
+    assert row["onnx_latency_ms"] > 0 and profs[ids["r_high"]].onnxruntime_version  # ONNX Runtime's, on the CPU
     readable = shown(table).set_index("architecture").loc["resnet18"]
     assert readable["test acc (%)"] == pytest.approx(85) and readable["train time (s)"] == 12.5
     # the profile was cached on the run: the next table reads it instead of timing again

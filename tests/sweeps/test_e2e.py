@@ -1,7 +1,10 @@
 """End to end: the real entry script runs a real Ray Tune sweep, and MLflow holds what a user expects."""
 
 import csv
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -11,9 +14,19 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from PIL import Image
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from analysis.evidence import CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, PER_CLASS_CSV, PREDICTIONS_CSV
+from analysis.evidence import (
+    CONFUSION_CSV,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    GRADCAM_NPZ,
+    GRADCAM_PNG,
+    PER_CLASS_CSV,
+    PREDICTIONS_CSV,
+)
+from analysis.export import INPUT, ONNX_FILE, onnx_session
 from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
 from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
 from sweeps.trial_runs import MODEL_ID_TAG
@@ -26,7 +39,7 @@ from trainables.data import ImageSamplesDataset, check_image, load_splits
 from trainables.models import data_config
 
 pytestmark = pytest.mark.e2e
-EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG)
+EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG, GRADCAM_PNG, GRADCAM_NPZ)
 REPORT_FILES = {"report.md", "report.html", "comparison.csv", "figures"}
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 
@@ -106,6 +119,53 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
     check_report_in_a_browser(tmp_path, n_rows=4)
+    check_predict_and_export(tmp_path, client, parent, rows[0]["MLflow run"])
+
+
+def check_predict_and_export(tmp_path: Path, client: MlflowClient, parent, champion_run: str) -> None:
+    """The README's two commands after a sweep, as a user types them (no --model, MLflow's default store in
+    the working directory): predictions on a directory of images, then the ONNX export."""
+    samples = Path(client.download_artifacts(parent.info.run_id, "samples", str(tmp_path)))
+    index = json.loads((samples / "index.json").read_text())
+    assert len(index) == 16 and {e["class"] for e in index} == {str(d) for d in range(10)}  # every class shown
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    text = command("-m", "analysis.predict", str(samples)).stdout.splitlines()
+    assert [line.split()[0] for line in text] == sorted(e["file"] for e in index)  # one line per image
+    doc = json.loads(command("-m", "analysis.predict", str(samples), "--json", "--top-k", "3").stdout)
+    assert doc["model"]["run_id"] == champion_run and "champion of sweep-" in doc["model"]["found_as"]
+    got = {p["file"]: p for p in doc["predictions"]}
+    for line in text:
+        name, label, confidence = line.split()
+        assert got[name]["label"] == label and float(confidence) == pytest.approx(got[name]["confidence"], abs=1e-4)
+        top = [p for _, p in got[name]["top_k"]]
+        assert len(top) == 3 and 1 >= top[0] >= top[1] >= top[2] > 0
+    # the logged MLflow model, fed through the eval transform of its own timm data config, agrees
+    model = mlflow.pytorch.load_model(f"models:/{client.get_run(champion_run).data.tags[MODEL_ID_TAG]}").eval()
+    size = int(client.get_run(champion_run).data.params["input_size"])
+    transform = eval_transform(data_config(model, size))
+    x = torch.stack([transform(Image.open(samples / e["file"]).convert("RGB")) for e in index])
+    with torch.inference_mode():
+        probs = model(x).softmax(1)
+    for e, p in zip(index, probs, strict=True):
+        assert got[e["file"]]["label"] == str(int(p.argmax()))
+        assert got[e["file"]]["confidence"] == pytest.approx(float(p.max()), abs=1e-5)
+
+    out = command("-m", "analysis.export", "--out", "exported").stdout
+    assert "onnx: " in out and "top-1 agrees on 16 of 16 images: ok" in out
+    assert out.count(": ok") == 2  # ONNX and TorchScript both within tolerance
+    session = onnx_session(tmp_path / "exported" / ONNX_FILE, threads=1)
+    logits = session.run(None, {INPUT: x.numpy()})[0]
+    assert [str(i) for i in logits.argmax(1)] == [got[e["file"]]["label"] for e in index]
+    logged = {a.path for a in client.list_artifacts(champion_run, "export")}
+    assert {"export/model.onnx", "export/parity.json", "export/preprocessing.json"} <= logged
 
 
 def check_metrics_against_sklearn(client: MlflowClient, uri: str, parent, row: dict, run) -> None:
@@ -136,8 +196,8 @@ def check_report_in_a_browser(tmp_path: Path, n_rows: int) -> None:
     (page,) = tmp_path.glob("reports/*/*/report.html")
     seen = render_html(page, screenshot=tmp_path / "report.png")
     assert seen.console_errors == [] and seen.failed_requests == []
-    # two Pareto plots, then a confusion matrix and learning curves per row
-    assert len(seen.images) == 2 + 2 * n_rows and all(w > 100 and h > 100 for _, w, h in seen.images)
+    # two Pareto plots, then a confusion matrix, learning curves and Grad-CAM heatmaps per row
+    assert len(seen.images) == 2 + 3 * n_rows and all(w > 100 and h > 100 for _, w, h in seen.images)
     assert seen.tables[0] == (n_rows, len(read_table(tmp_path)[0]))
     assert "stopped early by ASHA" in seen.text and "Search space" in seen.text
 

@@ -1,0 +1,126 @@
+"""Grad-CAM: where in an image a trained model looked for the class it predicted, on the sweep's sample
+images, for each finished trial's best model. The heatmaps are computed by pytorch-grad-cam (jacobgil's
+``grad-cam`` package); what is ours is the choice of target layer for each family:
+
+- ResNet, EfficientNet, ConvNeXt (and other timm ConvNets): the deepest stage in timm's ``feature_info``
+  whose map is still at least ``MIN_SIDE`` cells across at the trained input size. The usual last stage
+  has stride 32, a single cell at 32 px: its heatmap would upsample to a constant;
+- ViT: the input of the last block's attention (``blocks[-1].norm1``), its patch tokens laid out on the
+  patch grid. The last block's own output is useless here: the head reads only the class token there,
+  so the patch tokens' gradients are zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from pytorch_grad_cam import GradCAM  # noqa: E402
+from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
+from analysis.evidence import GRADCAM_NPZ, GRADCAM_PNG  # noqa: E402
+from analysis.samples import Sample  # noqa: E402
+from trainables.augment import eval_transform  # noqa: E402
+from trainables.models import family_of  # noqa: E402
+
+MIN_SIDE = 4  # cells across the map Grad-CAM is computed on; fewer and the heatmap says almost nothing
+COLUMNS = 8  # images per row of the figure
+
+
+@dataclass(frozen=True)
+class Target:
+    layer: torch.nn.Module
+    name: str  # where in the model, for the figure's title
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None  # tokens (N, L, C) -> maps (N, C, H, W)
+
+
+def target_of(model: torch.nn.Module, arch: str, input_size: int) -> Target:
+    """The layer Grad-CAM reads for this timm model; ValueError for a model it has no rule for."""
+    if family_of(arch) == "vit":
+        grid, prefix = tuple(model.patch_embed.grid_size), int(model.num_prefix_tokens)
+
+        def tokens_to_map(t: torch.Tensor) -> torch.Tensor:
+            return t[:, prefix:, :].reshape(t.size(0), *grid, t.size(2)).permute(0, 3, 1, 2)
+
+        return Target(model.blocks[-1].norm1, f"blocks[-1].norm1 ({grid[0]}x{grid[1]} patches)", tokens_to_map)
+    stages = list(getattr(model, "feature_info", None) or [])
+    if family_of(arch) == "other" or not stages:
+        raise ValueError(f"Grad-CAM: no target-layer rule for {arch!r} (family {family_of(arch)!r})")
+    fine = [s for s in stages if input_size // s["reduction"] >= MIN_SIDE] or stages[:1]
+    stage = fine[-1]
+    side = max(1, input_size // stage["reduction"])
+    return Target(model.get_submodule(stage["module"]), f"{stage['module']} ({side}x{side} map)", None)
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    maps: np.ndarray  # (N, H, W) float32 in [0, 1], at the model's input size
+    inputs: np.ndarray  # (N, H, W, 3) float32 in [0, 1]: each image as the model saw it (after the eval transform)
+    predicted: np.ndarray  # (N,) class index the heatmap explains
+    confidence: np.ndarray  # (N,) softmax probability of that class
+    target: str
+
+
+def gradcam(model: torch.nn.Module, arch: str, preprocessing: dict, samples: Sequence[Sample]) -> Heatmaps:
+    """Heatmaps of the predicted class for each sample, through the model's own eval transform."""
+    transform = eval_transform(preprocessing)
+    x = torch.stack([transform(s.image) for s in samples])
+    model.eval()
+    target = target_of(model, arch, x.shape[-1])
+    with torch.inference_mode():
+        probs = model(x).softmax(1)
+    confidence, predicted = probs.max(1)
+    with (
+        torch.enable_grad(),
+        GradCAM(model=model, target_layers=[target.layer], reshape_transform=target.reshape) as cam,
+    ):
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in predicted])
+    model.zero_grad(set_to_none=True)  # the backward pass left gradients on the weights: not part of the model
+    mean = torch.tensor(preprocessing["mean"]).view(3, 1, 1)
+    std = torch.tensor(preprocessing["std"]).view(3, 1, 1)
+    seen = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return Heatmaps(
+        maps.astype(np.float32), seen.astype(np.float32), predicted.numpy(), confidence.numpy(), target.name
+    )
+
+
+def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str], out: Path, title: str) -> list[Path]:
+    """The overlays as one figure (GRADCAM_PNG) and the raw heatmaps (GRADCAM_NPZ), into ``out``."""
+    n = len(samples)
+    cols = min(COLUMNS, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.4 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, s) in enumerate(zip(axes.flat, samples, strict=False)):
+        ax.imshow(show_cam_on_image(h.inputs[i], h.maps[i], use_rgb=True, image_weight=0.55))
+        right = int(h.predicted[i]) == s.label
+        ax.set_title(
+            f"true {classes[s.label]}\npred {classes[int(h.predicted[i])]} {h.confidence[i]:.2f}",
+            fontsize=8,
+            color="black" if right else "C3",
+        )
+    fig.suptitle(f"{title}\nGrad-CAM of the predicted class at {h.target}; red: misclassified", fontsize=9)
+    fig.tight_layout()
+    png = out / GRADCAM_PNG
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    npz = out / GRADCAM_NPZ
+    np.savez_compressed(
+        npz,
+        maps=h.maps.astype(np.float16),
+        files=np.array([s.file for s in samples]),
+        true=np.array([s.label for s in samples]),
+        predicted=h.predicted,
+        confidence=h.confidence,
+        target=np.array(h.target),
+    )
+    return [png, npz]

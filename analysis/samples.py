@@ -1,0 +1,82 @@
+"""The sweep's sample images: a fixed, class-balanced handful of validation images, chosen once per sweep
+and kept as PNG files on its parent MLflow run (``samples/``), with ``index.json`` saying which image of
+the split each one is. Every finished trial's Grad-CAM heatmaps are drawn on them, and the ONNX export is
+checked against PyTorch on them: the same real images for every model, and a user can open them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from PIL import Image
+
+from trainables.data import ImageSamples, to_rgb
+
+SAMPLES_DIR = "samples"  # artifact folder on the sweep's parent run
+INDEX_FILE = "index.json"
+MAX_SAMPLES = 16  # enough to see what a model looks at, few enough to show every model's in the report
+
+
+@dataclass(frozen=True)
+class Sample:
+    file: str  # the PNG's name under samples/
+    image: Image.Image  # RGB, as the trials loaded it
+    label: int  # index into the sweep's classes
+
+
+def choose(labels: np.ndarray, num_classes: int, n: int = MAX_SAMPLES) -> list[int]:
+    """Up to ``n`` indices into a split: the first image of each class in split order, then the second
+    of each, and so on, so every class is shown before any class twice."""
+    by_class = [np.flatnonzero(np.asarray(labels) == c) for c in range(num_classes)]
+    out: list[int] = []
+    for rank in range(max((len(ix) for ix in by_class), default=0)):
+        out += [int(ix[rank]) for ix in by_class if rank < len(ix)]
+    return out[:n]
+
+
+def write_samples(split: ImageSamples, classes: list[str], out: Path) -> list[dict]:
+    """The chosen images of ``split`` as PNG files in ``out`` (lossless: the pixels the trials saw), and
+    their index. Returns the index entries."""
+    out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for rank, i in enumerate(choose(split.labels, len(classes))):
+        label = int(split.labels[i])
+        name = f"{rank:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', classes[label])}.png"
+        split.load(i).save(out / name)
+        source = split.images[i] if isinstance(split.images, list) else f"in-memory image {i} of the split"
+        index.append({"file": name, "label": label, "class": classes[label], "split_index": i, "source": str(source)})
+    (out / INDEX_FILE).write_text(json.dumps(index, indent=1))
+    return index
+
+
+def log_samples(split: ImageSamples, classes: list[str]) -> int:
+    """``write_samples`` into the active MLflow run's ``samples/``; the number of images."""
+    with tempfile.TemporaryDirectory() as d:
+        index = write_samples(split, classes, Path(d))
+        mlflow.log_artifacts(d, SAMPLES_DIR)
+    return len(index)
+
+
+def read_samples(client: mlflow.MlflowClient, run_id: str) -> list[Sample] | None:
+    """The samples a sweep's parent run holds; None when it has none (a sweep of an older version)."""
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            local = Path(client.download_artifacts(run_id, SAMPLES_DIR, d))
+        except (MlflowException, OSError):
+            return None
+        if not (local / INDEX_FILE).is_file():
+            return None
+        index = json.loads((local / INDEX_FILE).read_text())
+        return [Sample(e["file"], _open(local / e["file"]), int(e["label"])) for e in index]
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return to_rgb(im)
