@@ -139,7 +139,8 @@ def load_classifier(model: str | None = None, client: mlflow.MlflowClient | None
 
 def find_images(paths: list[str]) -> list[tuple[str, Path]]:
     """(name to print, file) of every image given: files as they are, directories searched recursively
-    for the extensions torchvision's ImageFolder reads (names relative to the directory), in sorted order."""
+    for the extensions torchvision's ImageFolder reads, in sorted order. With one directory, names are
+    relative to it; with several inputs, each name starts with the path it was given as."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     found: list[tuple[str, Path]] = []
@@ -149,7 +150,8 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
             if not files:
                 raise FileNotFoundError(f"{given}: no image files in it ({', '.join(IMG_EXTENSIONS)})")
-            found += [(str(f.relative_to(p)), f) for f in files]
+            prefix = Path() if len(paths) == 1 else Path(given)
+            found += [(str(prefix / f.relative_to(p)), f) for f in files]
         elif p.is_file():
             found.append((given, p))
         else:
@@ -160,18 +162,22 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
 def check_images(files: list[tuple[str, Path]], skip_bad: bool = False, warn=print) -> list[tuple[str, Path]]:
     """The files that are readable images (each fully decoded once, as the sweep checks its data): one
     that is not stops everything with all such files named, unless ``skip_bad`` (then each is named in
-    a warning and left out)."""
-    bad = {name: problem for name, path in files if (problem := check_image(str(path))[0])}
+    a warning and left out). At least one must be left."""
+    bad = [(i, name, problem) for i, (name, path) in enumerate(files) if (problem := check_image(str(path))[0])]
     if bad and not skip_bad:
-        listed = "; ".join(f"{name}: {problem}" for name, problem in list(bad.items())[:MAX_LISTED])
+        listed = "; ".join(f"{name}: {problem}" for _, name, problem in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
         raise ValueError(
             f"{len(bad)} of {len(files)} files are not readable images: {listed}{more}. "
             "Fix or remove them, or pass --skip-bad-images."
         )
-    for name, problem in bad.items():
+    for _, name, problem in bad:
         warn(f"skipped {name}: {problem}")
-    return [(name, path) for name, path in files if name not in bad]
+    skipped = {i for i, _, _ in bad}
+    good = [f for i, f in enumerate(files) if i not in skipped]
+    if not good:
+        raise ValueError(f"none of the {len(files)} files is a readable image: nothing to do")
+    return good
 
 
 def open_rgb(path: Path) -> Image.Image:

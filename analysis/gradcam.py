@@ -2,12 +2,15 @@
 images, for each finished trial's best model. The heatmaps are computed by pytorch-grad-cam (jacobgil's
 ``grad-cam`` package); what is ours is the choice of target layer for each family:
 
-- ResNet, EfficientNet, ConvNeXt (and other timm ConvNets): the deepest stage in timm's ``feature_info``
-  whose map is still at least ``MIN_SIDE`` cells across at the trained input size. The usual last stage
-  has stride 32, a single cell at 32 px: its heatmap would upsample to a constant;
-- ViT: the input of the last block's attention (``blocks[-1].norm1``), its patch tokens laid out on the
-  patch grid. The last block's own output is useless here: the head reads only the class token there,
-  so the patch tokens' gradients are zero.
+- ResNet, EfficientNet, ConvNeXt: the deepest stage in timm's ``feature_info`` whose map is still at
+  least ``MIN_SIDE`` cells across at the trained input size. The usual last stage has stride 32, a single
+  cell at 32 px: its heatmap would upsample to a constant;
+- ViT (and DeiT): the input of the last block's attention (``blocks[-1].norm1``), its patch tokens laid
+  out on the patch grid. The last block's own output is useless here: the head reads only the class
+  token there, so the patch tokens' gradients are zero.
+
+Other families get no heatmap (``target_of`` says so). A map under ``MIN_SIDE`` cells across (a ViT's
+2x2 grid at 32 px, the first ConvNet stage of a tiny input) is drawn, and its title says it is coarse.
 """
 
 from __future__ import annotations
@@ -50,14 +53,16 @@ def target_of(model: torch.nn.Module, arch: str, input_size: int) -> Target:
         def tokens_to_map(t: torch.Tensor) -> torch.Tensor:
             return t[:, prefix:, :].reshape(t.size(0), *grid, t.size(2)).permute(0, 3, 1, 2)
 
-        return Target(model.blocks[-1].norm1, f"blocks[-1].norm1 ({grid[0]}x{grid[1]} patches)", tokens_to_map)
+        coarse = ", coarse" if min(grid) < MIN_SIDE else ""
+        return Target(model.blocks[-1].norm1, f"blocks[-1].norm1 ({grid[0]}x{grid[1]} patches{coarse})", tokens_to_map)
     stages = list(getattr(model, "feature_info", None) or [])
     if family_of(arch) == "other" or not stages:
         raise ValueError(f"Grad-CAM: no target-layer rule for {arch!r} (family {family_of(arch)!r})")
     fine = [s for s in stages if input_size // s["reduction"] >= MIN_SIDE] or stages[:1]
     stage = fine[-1]
     side = max(1, input_size // stage["reduction"])
-    return Target(model.get_submodule(stage["module"]), f"{stage['module']} ({side}x{side} map)", None)
+    coarse = ", coarse" if side < MIN_SIDE else ""
+    return Target(model.get_submodule(stage["module"]), f"{stage['module']} ({side}x{side} map{coarse})", None)
 
 
 @dataclass(frozen=True)
@@ -104,11 +109,11 @@ def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str]
         ax.imshow(show_cam_on_image(h.inputs[i], h.maps[i], use_rgb=True, image_weight=0.55))
         right = int(h.predicted[i]) == s.label
         ax.set_title(
-            f"true {classes[s.label]}\npred {classes[int(h.predicted[i])]} {h.confidence[i]:.2f}",
+            f"true {_plain(classes[s.label])}\npred {_plain(classes[int(h.predicted[i])])} {h.confidence[i]:.2f}",
             fontsize=8,
             color="black" if right else "C3",
         )
-    fig.suptitle(f"{title}\nGrad-CAM of the predicted class at {h.target}; red: misclassified", fontsize=9)
+    fig.suptitle(f"{_plain(title)}\nGrad-CAM of the predicted class at {h.target}; red: misclassified", fontsize=9)
     fig.tight_layout()
     png = out / GRADCAM_PNG
     fig.savefig(png, dpi=100)
@@ -124,3 +129,8 @@ def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str]
         target=np.array(h.target),
     )
     return [png, npz]
+
+
+def _plain(text: str) -> str:
+    """``text`` as matplotlib should print it: a class named '$5' is not a formula."""
+    return text.replace("$", r"\$")

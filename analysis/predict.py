@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         clf = load_classifier(args.model)
     except (FileNotFoundError, ValueError, LookupError, MlflowException) as e:
         return _fail(str(e))
+    if args.top_k > len(clf.classes):
+        _note(f"--top-k {args.top_k}: the model has {len(clf.classes)} classes; each line shows all of them")
     _note(
         f"model: {clf.found_as}, run {clf.run_id}: {clf.arch}, {len(clf.classes)} classes, input "
         f"{clf.input_size} px ({clf.preprocessing['interpolation']}, crop_pct {clf.preprocessing['crop_pct']})"

@@ -165,7 +165,7 @@ def onnx_latency_of(model: torch.nn.Module, input_size: int) -> tuple[float | No
     with tempfile.TemporaryDirectory() as d:
         try:
             path = to_onnx(model.cpu(), input_size, Path(d) / ONNX_FILE)
+            median, p90, _ = onnx_latency(path, input_size, torch.get_num_threads())
         except Exception as e:  # noqa: BLE001 - the other columns still stand; the table says why this one is empty
-            return None, None, None, f"ONNX export failed: {type(e).__name__}: {str(e)[:300]}"
-        median, p90, _ = onnx_latency(path, input_size, torch.get_num_threads())
+            return None, None, None, f"ONNX export or ONNX Runtime failed: {type(e).__name__}: {str(e)[:300]}"
     return median, p90, version("onnxruntime"), ""

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from trainables.data import ImageSamples, to_rgb
@@ -65,14 +64,12 @@ def log_samples(split: ImageSamples, classes: list[str]) -> int:
 
 
 def read_samples(client: mlflow.MlflowClient, run_id: str) -> list[Sample] | None:
-    """The samples a sweep's parent run holds; None when it has none (a sweep of an older version)."""
+    """The samples a sweep's parent run holds; None when it has none (a sweep of an older version). A
+    store that cannot be reached raises, as any other MLflow read would."""
+    if f"{SAMPLES_DIR}/{INDEX_FILE}" not in {a.path for a in client.list_artifacts(run_id, SAMPLES_DIR)}:
+        return None
     with tempfile.TemporaryDirectory() as d:
-        try:
-            local = Path(client.download_artifacts(run_id, SAMPLES_DIR, d))
-        except (MlflowException, OSError):
-            return None
-        if not (local / INDEX_FILE).is_file():
-            return None
+        local = Path(client.download_artifacts(run_id, SAMPLES_DIR, d))
         index = json.loads((local / INDEX_FILE).read_text())
         return [Sample(e["file"], _open(local / e["file"]), int(e["label"])) for e in index]
 

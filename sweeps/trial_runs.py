@@ -357,8 +357,8 @@ class MlflowTrialCallback(Callback):
     # ---- the evidence of a finished trial ----------------------------------------------------------
 
     def _log_evidence(self, run_id: str, op: dict, state: dict) -> None:
-        """Confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), the
-        best epoch's weights with the preprocessing they expect (``checkpoint/best_model.pt``) and the
+        """The best epoch's weights with the preprocessing they expect (``checkpoint/best_model.pt``), the
+        confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), and the
         model in MLflow's PyTorch flavour."""
         best, info, name = state["best"], state["info"], run_name(op["config"])
         model = build_model(op["config"]["arch"], info["num_classes"], op["config"].get("img_size"), "none")
@@ -367,14 +367,6 @@ class MlflowTrialCallback(Callback):
         history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
         with tempfile.TemporaryDirectory() as d:
             out = Path(d)
-            title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
-            files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
-            files.append(write_per_class(best["test_report"], best["classes"], out))
-            files.append(write_predictions(best["test_report"], best["classes"], out))
-            files.append(write_learning_curves(history, out, name))
-            files += self._gradcam(run_id, op["config"]["arch"], model, state, out, name)
-            for f in files:
-                self.client.log_artifact(run_id, str(f), "evidence")
             ckpt = out / "best_model.pt"
             torch.save(
                 {
@@ -390,26 +382,40 @@ class MlflowTrialCallback(Callback):
                 ckpt,
             )
             self.client.log_artifact(run_id, str(ckpt), "checkpoint")
+            title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
+            files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
+            files.append(write_per_class(best["test_report"], best["classes"], out))
+            files.append(write_predictions(best["test_report"], best["classes"], out))
+            files.append(write_learning_curves(history, out, name))
+            files += self._gradcam(run_id, op["config"]["arch"], model, state, out, name)
+            for f in files:
+                self.client.log_artifact(run_id, str(f), "evidence")
         if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:
             self._log_model(run_id, model, state)
 
     def _gradcam(self, run_id: str, arch: str, model, state: dict, out: Path, name: str) -> list[Path]:
-        """Grad-CAM of the best model on the sweep's sample images; where it cannot be drawn the run's
-        ``gradcam`` tag says why (the report shows that too)."""
-        if self._samples is None:
+        """Grad-CAM of the best model on the sweep's sample images. Where none can be drawn, the run's
+        ``gradcam`` tag says why and the trial's other evidence is logged all the same; otherwise the tag
+        names the layer read."""
+        if self._samples is None:  # an unreachable store raises here: the write is retried, nothing cached
             self._samples = read_samples(self.client, self.parent_run_id) or []
-        if not self._samples or "preprocessing" not in state:  # a sweep begun by an earlier version
-            self.client.set_tag(run_id, "gradcam", "none: the sweep's run has no sample images")
-            return []
-        try:
-            heat = gradcam(model, arch, state["preprocessing"], self._samples)
-        except ValueError as e:  # a model family without a target-layer rule
-            self.client.set_tag(run_id, "gradcam", f"none: {e}")
-            log(f"trial of {arch}: {e}")
-            return []
-        title = f"{name}: epoch {state['best']['epoch']} (best on validation), the sweep's validation samples"
-        self.client.set_tag(run_id, "gradcam", heat.target)
-        return write_gradcam(heat, self._samples, state["best"]["classes"], out, title)
+        why = None
+        if not self._samples:
+            why = "the sweep's run has no sample images (a sweep begun by an earlier version)"
+        elif state.get("preprocessing") is None:
+            why = "the trial's state does not record its eval transform (begun by an earlier version)"
+        if why is None:
+            try:
+                heat = gradcam(model, arch, state["preprocessing"], self._samples)
+                title = f"{name}: epoch {state['best']['epoch']} (best on validation), the sweep's validation samples"
+                files = write_gradcam(heat, self._samples, state["best"]["classes"], out, title)
+                self.client.set_tag(run_id, "gradcam", heat.target)
+                return files
+            except Exception as e:  # noqa: BLE001 - a heatmap that cannot be drawn must not cost the trial its evidence
+                why = f"{type(e).__name__}: {str(e)[:300]}"
+        self.client.set_tag(run_id, "gradcam", f"none: {why}")
+        log(f"trial {run_id}: no Grad-CAM: {why}")
+        return []
 
     def _log_model(self, run_id: str, model: torch.nn.Module, state: dict) -> None:
         info = state["info"]

@@ -36,6 +36,15 @@ def test_a_directory_is_searched_recursively_in_sorted_order_with_names_relative
         find_images([str(root / "empty")])
 
 
+def test_with_several_inputs_each_name_says_which_it_came_from(photos, tmp_path):
+    root, digits = photos
+    other = tmp_path / "other"
+    other.mkdir()
+    digits.test.load(9).save(other / "d0.jpg")  # the same name as a file of the first directory
+    names = [name for name, _ in find_images([str(root), str(other), str(root / "d2.png")])]
+    assert names[:2] == [f"{root}/d0.jpg", f"{root}/d2.png"] and names[-2:] == [f"{other}/d0.jpg", f"{root}/d2.png"]
+
+
 def test_unreadable_images_are_named_before_anything_runs_or_skipped_when_asked(photos):
     root, _ = photos
     (root / "cut.png").write_bytes((root / "d2.png").read_bytes()[:40])  # a cut-off download
@@ -45,6 +54,8 @@ def test_unreadable_images_are_named_before_anything_runs_or_skipped_when_asked(
     said = []
     kept = check_images(files, skip_bad=True, warn=said.append)
     assert [n for n, _ in kept] == [n for n, _ in files if n != "cut.png"] and said[0].startswith("skipped cut.png")
+    with pytest.raises(ValueError, match="none of the 1 files is a readable image"):
+        check_images([("cut.png", root / "cut.png")], skip_bad=True, warn=said.append)
 
 
 def test_predictions_are_the_models_own_through_its_eval_transform(photos):
