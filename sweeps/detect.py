@@ -332,6 +332,7 @@ def run_detect(cfg) -> int:
                 scheduler=_scheduler(cfg),
                 num_samples=n,
                 trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['model']}",
+                reuse_actors=True,  # torch and Ultralytics imported once per slot (see sweeps.run.build_tuner)
             ),
             run_config=tune.RunConfig(
                 name=sweep_name,

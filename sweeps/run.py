@@ -142,6 +142,9 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
             scheduler=scheduler(cfg),
             num_samples=num_trials(cfg),
             trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['arch']}",  # Ray's default is ~200 chars
+            # A trial starts in the process of one that ended: torch, timm and the splits are loaded once per
+            # slot, not once per trial (a trial sets all of its own state: threads, seeds, model, data).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=sweep_name,
