@@ -110,6 +110,7 @@ class MlflowTrialCallback(Callback):
         self._error: str | None = None  # the last failed write, while it is being retried
         self._dropped: list[str] = []  # writes the store refused for good, for the end-of-sweep error
         self._samples: list | None = None  # the sweep's sample images (analysis.samples), read once
+        self._ended: set[str] = set()  # trials that completed or failed for good while this process ran
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
@@ -168,16 +169,22 @@ class MlflowTrialCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         last = trial.last_result or {}
         summary = {k: float(last[k]) for k in self.summary_metrics if k in last}
+        self._ended.add(trial.trial_id)
         self._put("complete", trial, epoch=int(last.get(M.EPOCH, 0)), summary=summary, checkpoint=trial.checkpoint)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._ended.add(trial.trial_id)
         self._put("error", trial, error=_error_text(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         """Runs of trials an interrupted sweep leaves unfinished are marked KILLED (a resumed sweep
-        reopens them); then every queued write is made before the sweep goes on to its report."""
+        reopens them); then every queued write is made before the sweep goes on to its report. Tune's
+        cleanup marks every trial of an interrupted sweep TERMINATED before this is called (Ray 2.60; the
+        snapshot it saved before says otherwise), so a trial counts as ended only if Tune said so while
+        this process ran; one that ended before a resume is left as it is (only a RUNNING run is marked
+        KILLED), and one that never started gets no run."""
         for trial in trials:
-            if trial.status not in DONE:
+            if trial.status not in DONE or trial.trial_id not in self._ended:
                 self._put("interrupted", trial)
         if not self.flush(self.flush_timeout_s):
             raise TrackingIncomplete(
@@ -253,16 +260,19 @@ class MlflowTrialCallback(Callback):
             return
 
     def _apply(self, op: dict) -> None:
-        run_id = self._run_id(op["trial"], op["config"])
-        getattr(self, f"_on_{op['op']}")(run_id, op)
+        run_id = self._run_id(op["trial"], op["config"], create=op["op"] != "interrupted")
+        if run_id is not None:  # None: an interrupted trial that never started has no run, nor gets one
+            getattr(self, f"_on_{op['op']}")(run_id, op)
 
-    def _run_id(self, trial_id: str, config: dict) -> str:
+    def _run_id(self, trial_id: str, config: dict, create: bool = True) -> str | None:
         if trial_id not in self._runs:
             found = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
                 f"and tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
             )
+            if not found and not create:
+                return None
             self._runs[trial_id] = found[0].info.run_id if found else self._create_run(trial_id, config)
         run_id = self._runs[trial_id]
         if run_id not in self._last_step:  # a run met for the first time by this process: read its history

@@ -107,6 +107,19 @@ class Disk:
     def run(self, *cmd: str) -> str:
         return subprocess.run(self.inside(*cmd), check=True, capture_output=True, text=True).stdout
 
+    def remount(self, mode: str, within_s: float = 30) -> None:
+        """``mount -o remount,MODE``. Turning read-only is refused (busy) while a file is open for writing,
+        as when a checkpoint is being written at that moment: try again until it is not."""
+        deadline = time.monotonic() + within_s
+        while True:
+            done = subprocess.run(self.inside("mount", "-o", f"remount,{mode}", str(self.path)), capture_output=True)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                held = subprocess.run(self.inside("lsof", "+D", str(self.path)), capture_output=True, text=True)
+                raise AssertionError(f"remount,{mode} {self.path}: {done.stderr!r}; open there:\n{held.stdout}")
+            time.sleep(0.05)
+
     def close(self) -> None:
         os.killpg(self.holder.pid, signal.SIGKILL)  # the namespace, and the tmpfs with it, go away
         self.holder.wait(timeout=30)

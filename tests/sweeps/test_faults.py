@@ -68,18 +68,31 @@ def check_exactly_once(client: MlflowClient, experiment: str, trials: int) -> tu
     return parents[0], children
 
 
+def resume_cmd(sweep_dir: Path) -> list[str]:
+    return [sys.executable, str(REPO / "sweeps" / "classify.py"), "--resume", str(sweep_dir), "--address", "local"]
+
+
 def resume(sweep_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO / "sweeps" / "classify.py"), "--resume", str(sweep_dir), "--address", "local"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env)
+    return subprocess.run(
+        resume_cmd(sweep_dir), capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env
+    )
 
 
-def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
+def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
     """Every trial started from scratch raises after one batch of epoch 2 and is retried from epoch 1's
-    checkpoint; the sweep is interrupted with Ctrl-C once a trial has finished, then resumed: one run per
-    trial, every epoch once."""
+    checkpoint. Once a trial has finished the sweep is interrupted with Ctrl-C and resumed; once another
+    has finished the resumed driver is killed (SIGKILL: nothing is saved on the way out, the last snapshot
+    may be older than the last logged epoch, writes queued but not made are in it) and resumed again. One
+    run per trial, every epoch once, and a trial that had finished is never run again."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     crash = {FAIL_IN_EPOCH_ENV: "2"}  # raises after one batch of epoch 2: retried from epoch 1's checkpoint
+
+    def finished() -> dict[str, int]:
+        return {
+            c.info.run_id: c.info.end_time for c in runs_of(client, "classify-digits")[1] if c.info.status == "FINISHED"
+        }
+
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(
         sweep_cmd(tmp_path, uri, *SMALL, "--max-failures", "1"),
@@ -89,11 +102,7 @@ def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tm
         env=sweep_env(ray_tmp, **crash),
     )
     try:
-
-        def one_finished() -> bool:
-            return any(c.info.status == "FINISHED" for c in runs_of(client, "classify-digits")[1])
-
-        wait_for(one_finished, "a first trial finished", proc=proc)
+        wait_for(lambda: finished(), "a first trial finished", proc=proc)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         rc = proc.wait(timeout=300)
     finally:
@@ -106,20 +115,40 @@ def test_a_sweep_with_crashes_interrupted_and_resumed_keeps_one_run_per_trial(tm
     assert "resume with: python sweeps/classify.py --resume" in first
     parents, children = runs_of(client, "classify-digits")
     assert parents[0].info.status == "KILLED" and parents[0].data.tags["interrupted"] == "true"
-    done_before = {c.info.run_id: c.info.end_time for c in children if c.info.status == "FINISHED"}
+    assert {c.info.status for c in children} == {"FINISHED", "KILLED"}  # the unfinished ones marked so
+    done_before = finished()
     assert 1 <= len(done_before) < 4
     (sweep_dir,) = (tmp_path / "ray").glob("sweep-*")
 
-    proc2 = resume(sweep_dir, sweep_env(ray_tmp, **crash))
-    assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
+    with open(tmp_path / "second.log", "w") as log:
+        # Its own session, so the kill takes the driver and the local Ray it started, and nothing else.
+        proc = subprocess.Popen(
+            resume_cmd(sweep_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=sweep_env(ray_tmp, **crash),
+            start_new_session=True,
+        )
+        try:
+            wait_for(lambda: len(finished()) > len(done_before), "another trial finished", proc=proc)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    parents, children = runs_of(client, "classify-digits")
+    assert parents[0].info.status == "RUNNING"  # nobody was left to say the sweep had stopped
+    done_before = finished()
+
+    proc3 = resume(sweep_dir, sweep_env(ray_tmp, **crash))
+    assert proc3.returncode == 0, proc3.stdout[-5000:] + proc3.stderr[-5000:]
     parent, children = check_exactly_once(client, "classify-digits", trials=4)
-    assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "1"
+    assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "2"
     assert parent.data.tags["interrupted"] == "false"
     for c in children:  # trials that had finished were not run again
         if c.info.run_id in done_before:
             assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
     assert sum(c.data.tags.get("retries") == "1" for c in children) >= 2  # crashed, retried, same run
-    assert "comparison report:" in proc2.stdout
+    assert "comparison report:" in proc3.stdout
 
 
 def test_a_sweep_against_a_server_that_restarts_mid_sweep_loses_nothing(tmp_path, ray_tmp, mlflow_server):
@@ -184,37 +213,3 @@ def test_an_unreachable_tracking_server_stops_the_sweep_before_it_starts(tmp_pat
     assert "s3cret-token" not in proc.stdout + proc.stderr
     assert "Nothing has started" in proc.stderr
     assert "Ray:" not in proc.stdout and not (tmp_path / "ray").exists()
-
-
-def test_a_sweep_whose_driver_is_killed_resumes_without_gaps_or_duplicates(tmp_path, ray_tmp):
-    """SIGKILL, not Ctrl-C: nothing gets saved on the way out. The last experiment snapshot may be older
-    than the last logged epoch (replayed epochs are not logged again) and writes queued but not made are
-    in it (delivered on resume)."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    with open(tmp_path / "first.log", "w") as log:
-        # Its own session, so the kill takes the driver and the local Ray it started, and nothing else.
-        proc = subprocess.Popen(
-            sweep_cmd(tmp_path, uri, *SMALL),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=sweep_env(ray_tmp),
-            start_new_session=True,
-        )
-        try:
-            wait_for(
-                lambda: any(c.info.status == "FINISHED" for c in runs_of(client, "classify-digits")[1]),
-                "a first trial finished",
-                proc=proc,
-            )
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-    parents, children = runs_of(client, "classify-digits")
-    assert parents[0].info.status == "RUNNING" and any(c.info.status == "RUNNING" for c in children)
-    (sweep_dir,) = (tmp_path / "ray").glob("sweep-*")
-    proc2 = resume(sweep_dir, sweep_env(ray_tmp))
-    assert proc2.returncode == 0, proc2.stdout[-5000:] + proc2.stderr[-5000:]
-    parent, _ = check_exactly_once(client, "classify-digits", trials=4)
-    assert parent.info.run_id == parents[0].info.run_id

@@ -47,15 +47,15 @@ for f in sorted(pathlib.Path(sys.argv[1]).iterdir()):
 """
 
 
-def sweep_until(disk: Disk, cmd: list[str], env: dict, log: Path, ready, fault: list[str]) -> tuple[int, str]:
-    """Run the sweep inside the namespace; once ``ready()`` holds, apply ``fault`` to the directory."""
+def sweep_until(disk: Disk, cmd: list[str], env: dict, log: Path, ready, fault) -> tuple[int, str]:
+    """Run the sweep inside the namespace; once ``ready()`` holds, ``fault()`` breaks the directory."""
     with open(log, "w") as out:
         proc = subprocess.Popen(
             disk.inside(*cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         try:
             wait_for(ready, "the moment to break the checkpoint directory", proc=proc)
-            disk.run(*fault)
+            fault()
             rc = proc.wait(timeout=600)
         finally:
             if proc.poll() is None:
@@ -77,7 +77,7 @@ def test_a_read_only_then_full_checkpoint_directory_stops_the_sweep_cleanly_and_
     # 1. Read-only once a first trial has finished: the next checkpoint cannot be written.
     rc, out = sweep_until(
         disk, sweep_cmd(tmp_path, uri, *SMALL), env, tmp_path / "1.log", lambda: finished() >= 1,
-        ["mount", "-o", "remount,ro", str(disk.path)],
+        lambda: disk.remount("ro"),
     )  # fmt: skip
     assert rc == 2, out[-5000:]
     (sweep_dir,) = disk.run("sh", "-c", f"ls -d {disk.path}/sweep-*").split()
@@ -95,11 +95,11 @@ def test_a_read_only_then_full_checkpoint_directory_stops_the_sweep_cleanly_and_
     assert refused.returncode == 2 and "not a writable directory (Read-only file system)" in refused.stderr
 
     # 3. Writable again, resumed, and the directory fills up while a trial trains.
-    disk.run("mount", "-o", "remount,rw", str(disk.path))
+    disk.remount("rw")
     fill = f"dd if=/dev/zero of={disk.path}/filler bs=4M 2>/dev/null; [ $(stat -f -c %a {disk.path}) -eq 0 ]"
     rc, out = sweep_until(
         disk, resume, env, tmp_path / "3.log", lambda: "resuming sweep-" in (tmp_path / "3.log").read_text(),
-        ["sh", "-c", fill],
+        lambda: disk.run("sh", "-c", fill),
     )  # fmt: skip
     assert rc == 2, out[-5000:]
     assert f"error: --storage-path {disk.path}: " in out and "No space left on device" in out
