@@ -57,7 +57,6 @@ PERMANENT_ATTEMPTS = 3  # a write that fails for another reason than an unreacha
 # MLflow error codes of a store that is there but cannot answer now; any other MlflowException is a refusal.
 TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
 REPORT_EVERY_S = 30.0  # how often a waiting flush says what it waits for
-DONE = (Trial.TERMINATED, Trial.ERROR)
 
 
 def log(msg: str) -> None:
@@ -184,7 +183,7 @@ class MlflowTrialCallback(Callback):
         this process ran; one that ended before a resume is left as it is (only a RUNNING run is marked
         KILLED), and one that never started gets no run."""
         for trial in trials:
-            if trial.status not in DONE or trial.trial_id not in self._ended:
+            if trial.trial_id not in self._ended:
                 self._put("interrupted", trial)
         if not self.flush(self.flush_timeout_s):
             raise TrackingIncomplete(
