@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from analysis.profile import Profile, device_name, profile_model
 from trainables import metrics as M
+from trainables.latency import LATENCY_MIN_SECONDS
 from trainables.models import build_model
 
 ROW_MODES = {
@@ -119,13 +120,15 @@ def profiles(
     reprofile: bool = False,
     progress: Callable[[str], None] = print,
     shape_of: Callable[[pd.Series], tuple[str, int, int]] | None = None,
-    measure: Callable[[tuple[str, int, int], str], Profile] | None = None,
+    measure: Callable[[tuple[str, int, int], str, float], Profile] | None = None,
+    timing_s: float = LATENCY_MIN_SECONDS,
 ) -> dict[str, Profile]:
     """run_id -> Profile for every row. One profile per (architecture, classes, input size): weights do
     not change parameters, FLOPs, size or timings, so a fresh model of the trained shape measures the
     same thing. A profile cached on any run of the sweep, measured on this device, is reused unless
     ``reprofile``; new ones are measured one model at a time, in a fresh process, and cached on the
-    row's run. ``shape_of`` (a run's shape) and ``measure`` (a module-level function) default to
+    row's run. A cached profile timed for less than ``timing_s`` seconds (a smoke test's) is measured
+    again. ``shape_of`` (a run's shape) and ``measure`` (a module-level function) default to
     classification's timm models; the detection report passes YOLO's."""
     _shape = shape_of or _classifier_shape
     here = device_name(device)
@@ -136,33 +139,36 @@ def profiles(
                 prof = Profile(**json.loads(run[f"tags.{PROFILE_TAG}"]))
             except (TypeError, ValueError):  # written by another version of Profile: measure again
                 continue
-            if prof.device == here:
+            if prof.device == here and prof.timing_s >= timing_s:
                 cached.setdefault(_shape(run), prof)
     todo = {_shape(run): run["run_id"] for _, run in table_runs.iterrows() if _shape(run) not in cached}
     if todo:
         progress(f"profiling {', '.join(f'{a} at {s} px' for a, _, s in todo)} on {here}, one at a time")
         client = mlflow.MlflowClient()
-        for key, prof in zip(todo, measure_apart(list(todo), device, measure), strict=True):
+        for key, prof in zip(todo, measure_apart(list(todo), device, measure, timing_s), strict=True):
             cached[key] = prof
             log_profile(client, todo[key], prof)
     return {run["run_id"]: cached[_shape(run)] for _, run in table_runs.iterrows()}
 
 
-def measure_apart(shapes: list[tuple[str, int, int]], device: str, measure=None) -> list[Profile]:
+def measure_apart(
+    shapes: list[tuple[str, int, int]], device: str, measure=None, timing_s: float = LATENCY_MIN_SECONDS
+) -> list[Profile]:
     """Profiles measured in a fresh Python process, one model after the other. Not in this one: after
     a sweep, the driver still carries Ray Tune's and MLflow's threads, and the same model timed there
     ran up to 3x slower than in a fresh process on an idle machine (BENCHMARKS.md). ``measure``: a
-    module-level function (shape, device) -> Profile; default: a timm classifier of that shape."""
+    module-level function (shape, device, timing_s) -> Profile; default: a timm classifier of that shape."""
     ctx = multiprocessing.get_context("spawn")  # not fork: nothing of this process's threads or state
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return list(pool.map(measure or _measure, shapes, [device] * len(shapes)))
+        n = len(shapes)
+        return list(pool.map(measure or _measure, shapes, [device] * n, [timing_s] * n))
 
 
-def _measure(shape: tuple[str, int, int], device: str) -> Profile:
+def _measure(shape: tuple[str, int, int], device: str, timing_s: float) -> Profile:
     arch, num_classes, size = shape
     model = build_model(arch, num_classes, size)
     with torch.no_grad():
-        return profile_model(model, size, device)
+        return profile_model(model, size, device, timing_s=timing_s)
 
 
 def _classifier_shape(run: pd.Series) -> tuple[str, int, int]:
@@ -227,7 +233,7 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
 def method_note(prof: Profile | None) -> str:
     """How the numbers were obtained, written beside every table."""
     from analysis.export import OPSET
-    from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP
+    from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_WARMUP
 
     text = (
         "Quality: the row's trial at its best-validation epoch, predicted on the held-out test split "
@@ -241,7 +247,7 @@ def method_note(prof: Profile | None) -> str:
         f'are what torchvision and timm publish as "GFLOPs". Size: the float32 state dict as torch.save '
         f"writes it. Timings after all trials ended, one model at a time, eval + inference mode, "
         f"{prof.dtype}: latency at batch 1 ({LATENCY_WARMUP} warm-up runs, then at least "
-        f"{LATENCY_MIN_REPEATS} runs and {LATENCY_MIN_SECONDS:g} s), throughput at batch {prof.batch_size}; "
+        f"{LATENCY_MIN_REPEATS} runs and {prof.timing_s:g} s), throughput at batch {prof.batch_size}; "
         f"on {prof.device}, {prof.threads} torch threads, torch {prof.torch_version}. "
         + (
             f"ONNX Runtime: the same model exported by timm's onnx_export (torch.onnx, opset {OPSET}), ONNX Runtime "

@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from analysis.compare import _cost, profiles, sweep_runs
 from analysis.profile import Profile, profile_model
 from analysis.report import CSS, SWEEP_TAG, Report, _experiment_name, _fate_line, _fmt, search_space, trial_fate
+from trainables.latency import LATENCY_MIN_SECONDS
 
 SELECT = "best_val_mAP50_95"  # rows are chosen on validation; test numbers never choose anything
 COLUMNS = {
@@ -74,7 +75,7 @@ def _shape(run: pd.Series) -> tuple[str, int, int]:
     return run["params.model"], int(run["params.num_classes"]), int(run["params.imgsz"])
 
 
-def _measure(shape: tuple[str, int, int], device: str) -> Profile:
+def _measure(shape: tuple[str, int, int], device: str, timing_s: float) -> Profile:
     """A YOLO model of the trained shape (weights do not change any cost column): the network's
     forward pass, without non-maximum suppression."""
     from trainables.detection import load_ultralytics
@@ -86,7 +87,8 @@ def _measure(shape: tuple[str, int, int], device: str) -> Profile:
     model = DetectionModel(f"{model_name}.yaml", nc=num_classes, verbose=False)
     model.fuse(verbose=False)  # conv + batch-norm folded, as Ultralytics deploys it
     with torch.no_grad():
-        return profile_model(model, size, device, onnx=False)  # the ONNX column is classification's, for now
+        # the ONNX column is classification's, for now
+        return profile_model(model, size, device, onnx=False, timing_s=timing_s)
 
 
 def detection_table(chosen: pd.DataFrame, profs: dict[str, Profile] | None) -> pd.DataFrame:
@@ -127,7 +129,8 @@ def method_note(prof: Profile | None) -> str:
     return note + (
         f" Cost: the network's forward pass (conv and batch-norm fused, no NMS), float32, on {prof.device}, "
         f"torch {prof.torch_version}; latency at batch 1 (median and p90 of >= {prof.latency_repeats} runs "
-        f"after warm-up), throughput at batch {prof.batch_size}; FLOPs by torch.utils.flop_counter."
+        f"and >= {prof.timing_s:g} s after warm-up), throughput at batch {prof.batch_size}; "
+        "FLOPs by torch.utils.flop_counter."
     )
 
 
@@ -139,16 +142,17 @@ def build_detection_report(
     profile: bool = True,
     log: bool = True,
     progress=print,
+    timing_s: float = LATENCY_MIN_SECONDS,
 ) -> Report:
     """report.md, comparison.csv and a self-contained report.html in ``out_dir``; logged to the parent
-    run under report/ when ``log``."""
+    run under report/ when ``log``. Each timing of a model runs at least ``timing_s`` seconds."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = sweep_runs(experiment_id, parent.info.run_id)
     chosen = best_per_model(runs)
     profs = None
     if profile and not chosen.empty:
-        profs = profiles(chosen, runs, device, progress=progress, shape_of=_shape, measure=_measure)
+        profs = profiles(chosen, runs, device, progress=progress, shape_of=_shape, measure=_measure, timing_s=timing_s)
     table = detection_table(chosen, profs)
     prof = next(iter(profs.values())) if profs else None
     title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"

@@ -74,13 +74,15 @@ def onnx_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_latency(path: Path, input_size: int, threads: int) -> tuple[float, float, int]:
+def onnx_latency(
+    path: Path, input_size: int, threads: int, min_seconds: float = LATENCY_MIN_SECONDS
+) -> tuple[float, float, int]:
     """(median ms, p90 ms, repeats) of batch-1 ONNX Runtime inference, timed as PyTorch's is
     (``trainables.latency``: same warm-up, repeats and minimum time)."""
     session = onnx_session(path, threads)
     x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), dtype=np.float32)
     times = repeat_timed(
-        lambda: session.run(None, {INPUT: x}), LATENCY_WARMUP, LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS
+        lambda: session.run(None, {INPUT: x}), LATENCY_WARMUP, LATENCY_MIN_REPEATS, min_seconds
     )
     return latency_stats(times)
 

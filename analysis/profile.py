@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from trainables.latency import measure_latency, measure_throughput
+from trainables.latency import LATENCY_MIN_SECONDS, measure_latency, measure_throughput
 
 THROUGHPUT_BATCH = 32  # images per forward pass for the throughput column
 
@@ -42,6 +42,7 @@ class Profile:
     onnx_latency_ms_p90: float | None
     onnxruntime_version: str | None
     onnx_note: str
+    timing_s: float = LATENCY_MIN_SECONDS  # each timing ran at least this long (and at least 30 runs)
 
     @property
     def macs(self) -> int:
@@ -124,16 +125,17 @@ def profile_model(
     device: str = "cpu",
     batch_size: int = THROUGHPUT_BATCH,
     onnx: bool = True,
+    timing_s: float = LATENCY_MIN_SECONDS,
 ) -> Profile:
     """Everything in the comparison table's cost columns, for one model, float32; with ``onnx``, also
-    its ONNX Runtime CPU latency."""
+    its ONNX Runtime CPU latency. Each timing runs at least ``timing_s`` seconds."""
     model.eval().to(device)
-    median, p90, n = measure_latency(model, input_size, device)
+    median, p90, n = measure_latency(model, input_size, device, min_seconds=timing_s)
     flops = count_flops(model, input_size, device)
-    throughput = measure_throughput(model, input_size, device, batch_size)
+    throughput = measure_throughput(model, input_size, device, batch_size, min_seconds=timing_s)
     where = device_name(device)
     # After PyTorch's timings, which therefore run exactly as they did before this column existed.
-    ort = onnx_latency_of(model, input_size) if onnx else (None, None, None, "not measured for this task")
+    ort = onnx_latency_of(model, input_size, timing_s) if onnx else (None, None, None, "not measured for this task")
     return Profile(
         params=count_params(model),
         flops=flops,
@@ -152,10 +154,13 @@ def profile_model(
         onnx_latency_ms_p90=ort[1],
         onnxruntime_version=ort[2],
         onnx_note=ort[3],
+        timing_s=timing_s,
     )
 
 
-def onnx_latency_of(model: torch.nn.Module, input_size: int) -> tuple[float | None, float | None, str | None, str]:
+def onnx_latency_of(
+    model: torch.nn.Module, input_size: int, timing_s: float = LATENCY_MIN_SECONDS
+) -> tuple[float | None, float | None, str | None, str]:
     """(median ms, p90 ms, onnxruntime version, note) of the model exported to ONNX and run by ONNX
     Runtime on the CPU with torch's thread count; an export that fails is reported in the note."""
     from importlib.metadata import version
@@ -165,7 +170,7 @@ def onnx_latency_of(model: torch.nn.Module, input_size: int) -> tuple[float | No
     with tempfile.TemporaryDirectory() as d:
         try:
             path = to_onnx(model.cpu(), input_size, Path(d) / ONNX_FILE)
-            median, p90, _ = onnx_latency(path, input_size, torch.get_num_threads())
+            median, p90, _ = onnx_latency(path, input_size, torch.get_num_threads(), timing_s)
         except Exception as e:  # noqa: BLE001 - the other columns still stand; the table says why this one is empty
             return None, None, None, f"ONNX export or ONNX Runtime failed: {type(e).__name__}: {str(e)[:300]}"
     return median, p90, version("onnxruntime"), ""

@@ -46,6 +46,7 @@ from analysis.compare import (  # noqa: E402
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
 from analysis.profile import Profile  # noqa: E402
 from trainables import metrics as M  # noqa: E402
+from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
 
 # Per row, the figures its run logged under evidence/: (what the report calls it, file name).
 EVIDENCE = (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG), ("Grad-CAM", GRADCAM_PNG))
@@ -183,9 +184,10 @@ def build_report(
     profile: bool = True,
     log: bool = True,
     progress=print,
+    timing_s: float = LATENCY_MIN_SECONDS,
 ) -> Report:
     """Write report.md (+ figures/), comparison.csv and report.html into ``out_dir``; log them to the
-    parent run under report/ when ``log``."""
+    parent run under report/ when ``log``. Each timing of a model runs at least ``timing_s`` seconds."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / FIGURES
@@ -193,7 +195,9 @@ def build_report(
     runs = sweep_runs(experiment_id, parent.info.run_id)
     searched = parent.data.params.get("searched")
     chosen = select_rows(runs, rows, searched.split(",") if searched else None)
-    profs = profiles(chosen, runs, device, reprofile, progress) if profile and not chosen.empty else None
+    profs = None
+    if profile and not chosen.empty:
+        profs = profiles(chosen, runs, device, reprofile, progress, timing_s=timing_s)
     table = comparison_table(chosen, profs)
     prof = next(iter(profs.values())) if profs else None
     title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
@@ -351,6 +355,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--device", help="where to profile: cpu, cuda or cuda:N; default: cuda if available, else cpu")
     add("--reprofile", action="store_true", help="measure again even where a profile from this device is cached")
     add("--no-profile", action="store_true", help="leave out the cost columns and plots (no timing at all)")
+    add(
+        "--timing-s",
+        type=float,
+        default=LATENCY_MIN_SECONDS,
+        metavar="S",
+        help="each latency and throughput timing runs at least S seconds (and 30 runs); default "
+        f"{LATENCY_MIN_SECONDS:g}. A cached profile timed for less (a --smoke-test sweep's) is measured again",
+    )
     add("--no-log", action="store_true", help="write the files only; do not log them to the parent run")
     return p.parse_args(argv)
 
@@ -366,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracking_uri:
         mlflow.set_tracking_uri(args.tracking_uri)
     device = args.device or default_device()
+    if not args.timing_s > 0:
+        print(f"error: --timing-s {args.timing_s}: must be > 0 seconds", file=sys.stderr)
+        return 2
     if not (device == "cpu" or device.startswith("cuda")):
         print(f"error: --device {device!r}: use cpu, cuda or cuda:N", file=sys.stderr)
         return 2
@@ -379,10 +394,20 @@ def main(argv: list[str] | None = None) -> int:
     if parent.data.tags.get("task") == "detect":  # sweeps/detect.py: one row per YOLO model
         from analysis.detect_report import build_detection_report
 
-        report = build_detection_report(exp_id, parent, out, device, profile=not args.no_profile, log=not args.no_log)
+        report = build_detection_report(
+            exp_id, parent, out, device, profile=not args.no_profile, log=not args.no_log, timing_s=args.timing_s
+        )
     else:
         report = build_report(
-            exp_id, parent, out, args.rows, device, args.reprofile, profile=not args.no_profile, log=not args.no_log
+            exp_id,
+            parent,
+            out,
+            args.rows,
+            device,
+            args.reprofile,
+            profile=not args.no_profile,
+            log=not args.no_log,
+            timing_s=args.timing_s,
         )
     print(report.markdown.read_text().split("\n## ")[0])
     print(f"report: {report.html}\ntable: {report.csv}")

@@ -152,7 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument(
         "--smoke-test",
         action="store_true",
-        help="tiny version of the recipe: one trial per architecture, 2 epochs, 300 training images",
+        help="tiny version of the recipe: one trial per architecture, 2 epochs, 300 training images, "
+        "the report's timings 0.2 s each",
     )
 
     where = p.add_argument_group("where things go")

@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from sweeps.config import RANGE_KINDS, SEARCH_ALGORITHMS, ConfigError, Dim
+from sweeps.config import RANGE_KINDS, SEARCH_ALGORITHMS, SMOKE_TIMING_S, ConfigError, Dim
 from trainables import detection as D
+from trainables.latency import LATENCY_MIN_SECONDS
 from trainables.registry import unknown_name_message
 
 DETECT_CONFIG = Path(__file__).resolve().parent / "configs" / "detect" / "default.yaml"
@@ -48,6 +49,7 @@ class DetectSweepConfig:
     max_failures: int = 1
     tracking_uri: str | None = None
     tracking_wait_s: float = 900.0
+    timing_s: float = LATENCY_MIN_SECONDS  # each timing of the comparison table, seconds at least
     storage_path: str | None = None
     output_dir: str = "reports"
     address: str | None = None
@@ -68,6 +70,8 @@ class DetectSweepConfig:
         if self.search == "grid" and not self.discrete:
             ranges = [k for k, d in self.space.items() if not d.discrete]
             problems.append(f"search: grid needs lists, not ranges: space.{', space.'.join(ranges)}")
+        if not self.timing_s > 0:
+            problems.append(f"timing_s: must be > 0 seconds, got {self.timing_s}")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             problems.append("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.data is not None and not Path(self.data).expanduser().is_file():
@@ -275,4 +279,5 @@ def smoke(cfg: DetectSweepConfig) -> DetectSweepConfig:
         grace_period=1,
         shapes_train=48,
         points_to_evaluate=POINTS_ONE_PER_MODEL,
+        timing_s=SMOKE_TIMING_S,
     )

@@ -98,9 +98,9 @@ def prepare_data(cfg: SweepConfig) -> DatasetSplits:
     return splits
 
 
-def check_resources(cfg: SweepConfig, available: dict[str, float]) -> None:
+def check_resources(cfg: SweepConfig, available: dict[str, float], local: bool) -> None:
     """A trial that asks for more than the whole cluster has would wait forever: refuse it now. On a
-    cluster joined with --address, the autoscaler may still add nodes, so there it is only a warning."""
+    cluster joined (``local`` False), the autoscaler may still add nodes, so there it is only a warning."""
     need = {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial}
     short = [
         f"{need[k]:g} {k} per trial, cluster has {available.get(k, 0):g}" for k in need if need[k] > available.get(k, 0)
@@ -108,7 +108,7 @@ def check_resources(cfg: SweepConfig, available: dict[str, float]) -> None:
     if not short:
         return
     message = f"--cpus-per-trial/--gpus-per-trial ask for more than this Ray cluster has: {'; '.join(short)}"
-    if cfg.address is None:
+    if local:
         raise ValueError(message + ". Lower the request, or join a cluster that has them with --address.")
     log(f"warning: {message}; trials wait until the autoscaler adds such nodes.")
 
@@ -222,11 +222,48 @@ def fail(message: str) -> int:
     return 2
 
 
+# Ray on Linux takes the machine's network address for a node and serves its GCS, raylet and workers on
+# all interfaces; on macOS and Windows it takes 127.0.0.1 instead, and they bind that. This switch (Ray's
+# own, read when ray is imported) gives a local Linux instance the same: nothing reachable from outside.
+RAY_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def starts_local_ray(address: str | None) -> bool:
+    """Whether ``ray.init(address=...)`` starts a new instance (no --address, no RAY_ADDRESS and no `ray start`
+    instance on this machine; or 'local') rather than joining a cluster. Ray's own reading of the address."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address(address) is None
+    except (ConnectionError, ValueError):  # not an address ray.init can join either: it says why
+        return False
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """A Ray instance started in here serves on 127.0.0.1 only: its own processes (GCS, raylet, agents,
+    workers) inherit the switch, this one, which imported ray before, gets Ray's constant set too."""
+    from ray._private import ray_constants
+
+    saved = os.environ.get(RAY_LOCAL_ONLY), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[RAY_LOCAL_ONLY], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:  # a later ray.init in this process (a test, a notebook) may join a cluster again
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+        if saved[0] is None:
+            os.environ.pop(RAY_LOCAL_ONLY)
+        else:
+            os.environ[RAY_LOCAL_ONLY] = saved[0]
+
+
 def start_ray(cfg: SweepConfig) -> str | None:
     """Start or join Ray; the error message if it cannot be joined or cannot run one trial (Ray is shut
-    down then)."""
+    down then). A Ray of the sweep's own listens on 127.0.0.1 only; joining a cluster is asking for more."""
+    local = starts_local_ray(cfg.address)
     try:
-        ray.init(address=cfg.address)
+        with loopback_only() if local else contextlib.nullcontext():
+            ray.init(address=cfg.address)
     except (ConnectionError, ray.exceptions.AuthenticationError) as e:
         auth = os.environ.get("RAY_AUTH_MODE", "disabled")
         return (
@@ -235,10 +272,12 @@ def start_ray(cfg: SweepConfig) -> str | None:
             "RAY_AUTH_MODE=token and its token (~/.ray/auth_token, or RAY_AUTH_TOKEN) on this machine too."
         )
     try:
-        check_resources(cfg, ray.cluster_resources())
+        check_resources(cfg, ray.cluster_resources(), local)
     except ValueError as e:
         ray.shutdown()
         return str(e)
+    joined = f"joined the cluster at {ray.get_runtime_context().gcs_address}"
+    log(f"Ray: {'a local instance of its own, on 127.0.0.1 only' if local else joined}")
     return None
 
 
@@ -392,7 +431,8 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
 
     exp_id, parent_id, experiment = sweep["experiment_id"], sweep["parent_run_id"], sweep["experiment"]
     out_dir = Path(cfg.output_dir) / experiment / sweep["sweep_name"]
-    report = build_report(exp_id, mlflow.get_run(parent_id), out_dir, "arch", default_device(), progress=log)
+    parent = mlflow.get_run(parent_id)
+    report = build_report(exp_id, parent, out_dir, "arch", default_device(), progress=log, timing_s=cfg.timing_s)
     table, md = report.table, report.markdown
     champion = None
     if not table.empty:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -71,3 +74,45 @@ def sweep_env(ray_tmp: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1", **extra}
     env.pop("RAY_ADDRESS", None)
     return env
+
+
+class Listeners:
+    """Every (address, process name) on which a process or any of its descendants listens for TCP, seen by
+    polling the kernel's socket tables while it runs: Ray's GCS, raylet, agents and workers included."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        self.root, self.every_s = psutil.Process(pid), every_s
+        self.seen: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Listeners:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                tree = {p.pid: p for p in [self.root, *self.root.children(recursive=True)]}
+            except psutil.NoSuchProcess:
+                return
+            for c in psutil.net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN and c.pid in tree:
+                    try:
+                        self.seen.add((c.laddr.ip, tree[c.pid].name()))
+                    except psutil.NoSuchProcess:
+                        pass
+            self._stop.wait(self.every_s)
+
+    def not_loopback(self) -> list[tuple[str, str]]:
+        return sorted((ip, name) for ip, name in self.seen if not is_loopback(ip))
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv6 socket bound to IPv4 loopback
+    return (mapped or address).is_loopback

@@ -2,7 +2,7 @@
 
 import pytest
 
-from analysis.compare import COLUMNS, comparison_table, profiles, select_rows, shown, sweep_runs
+from analysis.compare import COLUMNS, comparison_table, method_note, profiles, select_rows, shown, sweep_runs
 from trainables import metrics as M
 
 
@@ -31,7 +31,7 @@ def test_table_columns_units_and_cached_profiles(sweep):
     runs = sweep_runs(exp_id, parent_id)
     chosen = select_rows(runs, "arch")
     said = []
-    profs = profiles(chosen, runs, progress=said.append)
+    profs = profiles(chosen, runs, progress=said.append, timing_s=0.2)
     assert len(said) == 1 and "resnet18 at 32 px" in said[0] and "convnext_atto" in said[0]
     table = comparison_table(chosen, profs)
     assert list(table.columns) == list(COLUMNS)
@@ -44,8 +44,13 @@ def test_table_columns_units_and_cached_profiles(sweep):
     assert readable["test acc (%)"] == pytest.approx(85) and readable["train time (s)"] == 12.5
     # the profile was cached on the run: the next table reads it instead of timing again
     again, said = sweep_runs(exp_id, parent_id), []
-    assert profiles(select_rows(again, "arch"), again, progress=said.append) == profs and said == []
-    assert len(profiles(chosen, again, reprofile=True, progress=said.append)) == 2 and len(said) == 1
+    assert profiles(select_rows(again, "arch"), again, progress=said.append, timing_s=0.2) == profs and said == []
+    one = chosen.head(1)  # convnext_atto's row: timing one model again is enough to see it happen
+    assert len(profiles(one, again, reprofile=True, progress=said.append, timing_s=0.2)) == 1 and len(said) == 1
+    # a table that asks for longer timings than the cached ones (a smoke test's) times again, and says so
+    longer = profiles(one, sweep_runs(exp_id, parent_id), progress=said.append, timing_s=0.5)
+    assert len(said) == 2 and longer[ids["c"]].timing_s == 0.5
+    assert "at least 30 runs and 0.5 s" in method_note(longer[ids["c"]])
 
 
 def test_without_top5_or_profiles_those_columns_are_left_out(sweep):

@@ -89,11 +89,26 @@ def test_a_trial_bigger_than_the_local_cluster_is_refused_not_left_pending():
     from sweeps.run import check_resources
 
     with pytest.raises(ValueError, match=r"1 GPU per trial, cluster has 0"):
-        check_resources(SweepConfig(gpus_per_trial=1), {"CPU": 2.0})
+        check_resources(SweepConfig(gpus_per_trial=1), {"CPU": 2.0}, local=True)
     with pytest.raises(ValueError, match=r"4 CPU per trial, cluster has 2"):
-        check_resources(SweepConfig(cpus_per_trial=4), {"CPU": 2.0})
-    check_resources(SweepConfig(cpus_per_trial=2), {"CPU": 2.0})  # fits exactly
-    check_resources(SweepConfig(gpus_per_trial=1, address="auto"), {"CPU": 2.0})  # an autoscaler may add GPUs
+        check_resources(SweepConfig(cpus_per_trial=4), {"CPU": 2.0}, local=True)
+    check_resources(SweepConfig(cpus_per_trial=2), {"CPU": 2.0}, local=True)  # fits exactly
+    check_resources(SweepConfig(gpus_per_trial=1), {"CPU": 2.0}, local=False)  # an autoscaler may add GPUs
+
+
+def test_only_a_ray_of_the_sweeps_own_is_kept_to_loopback(tmp_path, monkeypatch):
+    from sweeps.run import RAY_LOCAL_ONLY, loopback_only, starts_local_ray
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` instance of this machine is found
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert starts_local_ray(None) and starts_local_ray("local")
+    assert not starts_local_ray("10.0.0.1:6379")  # a cluster the user named: Ray's addresses are its own
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not starts_local_ray(None)
+    monkeypatch.delenv(RAY_LOCAL_ONLY, raising=False)
+    with loopback_only():
+        assert os.environ[RAY_LOCAL_ONLY] == "0"
+    assert RAY_LOCAL_ONLY not in os.environ  # a later ray.init in the same process is not kept to loopback
 
 
 def test_tracking_addresses_stay_out_of_the_sweeps_parameters():

@@ -1,14 +1,17 @@
 """A sweep across a real multi-node Ray cluster, started on this one machine: a head that runs no
-trials (as in cluster.yaml) and two worker nodes, every trial logged to a real `mlflow server`. A
-worker node is removed mid-sweep; its trial is retried from its checkpoint on the surviving node, and
-every trial still ends with exactly one MLflow run."""
+trials (as in cluster.yaml) and two worker nodes, every trial logged to a real `mlflow server`. Mid-sweep
+a worker node is removed, and then the tracking server goes away for 20 s and comes back: the lost node's
+trial is retried from its checkpoint on the surviving node, the trials keep training while MLflow is away,
+and every trial still ends with exactly one MLflow run, nothing lost."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
@@ -18,6 +21,7 @@ from tests.sweeps.test_faults import SMALL, check_exactly_once, runs_of
 from trainables import metrics as M
 
 pytestmark = pytest.mark.e2e
+DOWNTIME_S = 20  # how long the tracking server is away mid-sweep
 
 
 @pytest.fixture
@@ -36,16 +40,19 @@ def cluster(ray_tmp, monkeypatch):
         c.shutdown()
 
 
-def test_a_sweep_across_nodes_survives_losing_a_worker_node(tmp_path, ray_tmp, cluster, mlflow_server):
+def test_a_sweep_across_nodes_survives_losing_a_worker_node_and_the_tracking_server(
+    tmp_path, ray_tmp, cluster, mlflow_server
+):
     c, (first, second) = cluster
     client = MlflowClient(mlflow_server.uri)
     cmd = sweep_cmd(tmp_path, mlflow_server.uri, *SMALL, "--experiment", "cluster", "--max-failures", "2")
     cmd[cmd.index("--address") + 1] = c.address  # join this cluster instead of starting a local Ray
     out = tmp_path / "sweep.log"
+    # MLflow's client retries a request for minutes on its own; the sweep's writer retries anyway, so here
+    # it gives up sooner and the writer's own retry and report are what is tested.
+    env = sweep_env(ray_tmp, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
     with open(out, "w") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=sweep_env(ray_tmp)
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
 
             def two_trials_reported() -> bool:
@@ -53,12 +60,30 @@ def test_a_sweep_across_nodes_survives_losing_a_worker_node(tmp_path, ray_tmp, c
 
             wait_for(two_trials_reported, "a first epoch from both worker nodes", proc=proc)
             c.remove_node(second)  # as a reclaimed spot node: its trial's worker process dies with it
+            mlflow_server.stop()
+            stopped = time.monotonic()
+            # The trials go on while the server is away; the sweep says its writes are waiting.
+            wait_for(lambda: "retrying every" in out.read_text(), "a failed write", timeout_s=300, proc=proc)
+            time.sleep(max(0.0, DOWNTIME_S - (time.monotonic() - stopped)))
+            mlflow_server.start()
             rc = proc.wait(timeout=900)
         finally:
             if proc.poll() is None:
                 proc.kill()
     text = out.read_text()
     assert rc == 0, text[-5000:]
+    assert "the tracking store answers again" in text
     parent, children = check_exactly_once(client, "cluster", trials=4)
     retried = [r for r in children if int(r.data.tags.get("retries", 0)) >= 1]
     assert retried, "no trial was running on the removed node"
+    # Read back over plain HTTP, as any client of the server would.
+    body = requests.post(
+        f"{mlflow_server.uri}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [parent.info.experiment_id], "max_results": 100},
+        timeout=30,
+    ).json()
+    assert len(body["runs"]) == 5
+    # Artifacts went through the server into its artifacts directory; the champion is in its registry.
+    assert list((tmp_path / "artifacts").rglob("confusion_matrix.png"))
+    version = client.get_model_version_by_alias("cluster", "champion")
+    assert version.run_id or version.tags["run_id"]

@@ -31,7 +31,7 @@ from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
 from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
 from sweeps.trial_runs import MODEL_ID_TAG
 from tests.browser import render_html
-from tests.conftest import REPO, sweep_cmd, sweep_env
+from tests.conftest import REPO, Listeners, sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
@@ -45,13 +45,24 @@ FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 
 
 def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str, **env: str) -> tuple[subprocess.CompletedProcess, str]:
+    proc, uri, _ = watch_sweep(tmp_path, ray_tmp, *extra, **env)
+    return proc, uri
+
+
+def watch_sweep(
+    tmp_path: Path, ray_tmp: str, *extra: str, **env: str
+) -> tuple[subprocess.CompletedProcess, str, Listeners]:
+    """The smoke sweep as a user runs it, and what its processes listened on while it ran."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cmd = sweep_cmd(tmp_path, uri, "--smoke-test", *extra)
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=sweep_env(ray_tmp, **env), timeout=900, stdin=subprocess.DEVNULL
-    )
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sweep_env(ray_tmp, **env),
+        stdin=subprocess.DEVNULL,
+    ) as popen, Listeners(popen.pid) as listening:
+        out, err = popen.communicate(timeout=900)
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, out, err)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return proc, uri
+    return proc, uri, listening
 
 
 def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[MlflowClient, list, list]:
@@ -98,7 +109,12 @@ def read_table(tmp_path: Path) -> list[dict]:
 
 def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     # with Ultralytics unimportable in every process: classification must not need the [detect] extra
-    proc, uri = run_sweep(tmp_path, ray_tmp, PYTHONPATH=f"{REPO / 'tests' / 'no_ultralytics'}:{REPO}")
+    proc, uri, listening = watch_sweep(tmp_path, ray_tmp, PYTHONPATH=f"{REPO / 'tests' / 'no_ultralytics'}:{REPO}")
+    # Ray of the sweep's own serves this machine only: GCS, raylet, agents, the driver and every trial worker
+    assert "Ray: a local instance of its own, on 127.0.0.1 only" in proc.stdout
+    assert {"gcs_server", "raylet"} <= {name for _, name in listening.seen}, listening.seen
+    assert any(name.startswith("ray::") for _, name in listening.seen), listening.seen
+    assert listening.not_loopback() == []
     client, parent, children = check_sweep_in_mlflow(uri, "classify-digits")
     assert parent.data.params["data_source"] == "sklearn.datasets.load_digits"
     assert parent.data.tags["version.ray"].startswith("2.60")
@@ -115,6 +131,8 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
         assert float(r["throughput (img/s)"]) > 0 and float(r["size on disk (MB)"]) > 0
         assert float(r["train time (s)"]) > 0 and int(r["epochs run"]) >= 1
     assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison report:" in proc.stdout
+    (report,) = tmp_path.glob("reports/*/*/report.md")  # --smoke-test times for 0.2 s, and the report says so
+    assert "at least 30 runs and 0.2 s" in report.read_text()
     check_trial_evidence(client, uri, children[0])
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
@@ -230,11 +248,25 @@ def check_champion(client: MlflowClient, uri: str, name: str, best_run_id: str) 
     assert mlflow.pytorch.load_model(f"models:/{name}@{CHAMPION_ALIAS}") is not None
 
 
-def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
+PHOTO_RECIPE = CONFIG_DIR / "finetune-imagenet.yaml"
+# What PHOTO_RECIPE needs to run here (no GPU, no network): what it changes is the machine-bound part; the
+# search space, search mode and objectives stay the recipe's own.
+OFFLINE_CPU = ["--weights", "none", "--img-size", "32", "--gpus-per-trial", "0"]
+# Every shipped recipe runs as a smoke sweep: the default and PHOTO_RECIPE above, the others below.
+OTHER_RECIPES = [p for p in sorted(CONFIG_DIR.glob("*.yaml")) if p not in (DEFAULT_CONFIG, PHOTO_RECIPE)]
+
+
+def test_the_photo_recipe_on_an_image_folder_with_a_broken_file(tmp_path, ray_tmp, image_folder):
+    """finetune-imagenet.yaml, the recipe for a user's own photos, as a smoke sweep on a folder of real PNG
+    and JPEG files, one of them cut off, with the offline CPU flags and two cores per trial."""
     broken = image_folder / "middle" / "half.jpg"
     broken.write_bytes(next((image_folder / "middle").glob("*.jpg")).read_bytes()[:200])  # a cut-off download
-    proc, uri = run_sweep(tmp_path, ray_tmp, "--data", str(image_folder), "--cpus-per-trial", "2", "--skip-bad-images")
+    proc, uri = run_sweep(
+        tmp_path, ray_tmp, "--config", str(PHOTO_RECIPE), *OFFLINE_CPU, "--cpus-per-trial", "2",
+        "--data", str(image_folder), "--skip-bad-images",
+    )  # fmt: skip
     client, parent, children = check_sweep_in_mlflow(uri, "classify-shapes")
+    check_recipe_kept(proc, parent, children, load_config(PHOTO_RECIPE))
     assert parent.data.params["skipped_images"] == "1"
     skipped = client.download_artifacts(parent.info.run_id, "data/skipped_images.txt", str(tmp_path))
     (line,) = Path(skipped).read_text().splitlines()
@@ -250,22 +282,18 @@ def test_smoke_sweep_on_an_image_folder(tmp_path, ray_tmp, image_folder):
     assert len(rows) == 4 and "test top-5 acc (%)" not in rows[0]  # top-5 of 3 classes would always be 100%
 
 
-# Flags each recipe needs to run here (2 CPU cores, no GPU, no network): what they change is the
-# machine-bound part; the search space, search mode and objectives stay the recipe's own.
-OFFLINE_CPU = {
-    "finetune-imagenet": ["--weights", "none", "--img-size", "32", "--gpus-per-trial", "0", "--cpus-per-trial", "1"],
-}
-OTHER_RECIPES = [p for p in sorted(CONFIG_DIR.glob("*.yaml")) if p != DEFAULT_CONFIG]  # the default: above
+def check_recipe_kept(proc: subprocess.CompletedProcess, parent, children, cfg) -> None:
+    """The smoke sweep ran the recipe's own search, objectives and architectures."""
+    assert parent.data.params["search"] == cfg.search
+    assert parent.data.params["objectives"] == str(cfg.objectives)
+    assert {c.data.params["arch"] for c in children} == set(cfg.archs)
+    assert f"search: {cfg.search}" in proc.stdout
 
 
 @pytest.mark.parametrize("recipe", OTHER_RECIPES, ids=lambda p: p.stem)
 def test_every_shipped_recipe_runs_as_a_smoke_sweep(tmp_path, ray_tmp, recipe):
     cfg = load_config(recipe)
-    extra = OFFLINE_CPU.get(recipe.stem, [])
-    proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem, *extra)
+    proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem)
     client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=len(cfg.archs))
-    assert parent.data.params["search"] == cfg.search
-    assert parent.data.params["objectives"] == str(cfg.objectives)
-    assert {c.data.params["arch"] for c in children} == set(cfg.archs)
-    assert f"search: {cfg.search}" in proc.stdout
+    check_recipe_kept(proc, parent, children, cfg)
     assert len(read_table(tmp_path)) == len(cfg.archs)
