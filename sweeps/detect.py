@@ -304,7 +304,8 @@ def run_detect(cfg) -> int:
     sweep_name = time.strftime(f"{SWEEP_PREFIX}-%Y%m%d-%H%M%S")
     exp_dir = storage_root(cfg) / sweep_name
     log(f"MLflow: {shown(tracking_uri)}, experiment {experiment!r}")
-    if error := start_ray(cfg):
+    error, slots = start_ray(cfg)
+    if error:
         return fail(error)
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
@@ -337,6 +338,7 @@ def run_detect(cfg) -> int:
                 num_samples=n,
                 trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['model']}",
                 reuse_actors=True,  # torch and Ultralytics imported once per slot (see sweeps.run.build_tuner)
+                max_concurrent_trials=slots,  # every slot starts at once (see sweeps.run.build_tuner)
             ),
             run_config=tune.RunConfig(
                 name=sweep_name,
@@ -440,7 +442,8 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
         check_storage(exp_dir)
     except CHECK_ERRORS as e:
         return fail(str(e))
-    if error := start_ray(cfg):
+    error, _ = start_ray(cfg)
+    if error:
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(sweep['tracking_uri'])}")
     with reopen_parent_run(sweep["parent_run_id"]):

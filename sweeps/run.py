@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import signal
 import sys
@@ -134,7 +135,9 @@ def check_models(cfg: SweepConfig, num_classes: int) -> None:
                     raise ValueError(f"space: {arch} cannot take img_size={size}: {str(e)[:200]}") from None
 
 
-def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
+def build_tuner(
+    cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback, slots: int | None
+) -> tune.Tuner:
     return tune.Tuner(
         trainable_of(cfg, splits),
         tune_config=tune.TuneConfig(
@@ -145,6 +148,10 @@ def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callba
             # A trial starts in the process of one that ended: torch, timm and the splits are loaded once per
             # slot, not once per trial (a trial sets all of its own state: threads, seeds, model, data).
             reuse_actors=True,
+            # With a searcher, Tune starts one trial at a time (each waits for the previous one's process)
+            # unless it knows how many may run at once: all slots of the sweep's own Ray start together. On a
+            # cluster the autoscaler may add nodes, so no limit there.
+            max_concurrent_trials=slots,
         ),
         run_config=tune.RunConfig(
             name=sweep_name,
@@ -257,9 +264,18 @@ def loopback_only():
             os.environ[RAY_LOCAL_ONLY] = saved[0]
 
 
-def start_ray(cfg: SweepConfig) -> str | None:
-    """Start or join Ray; the error message if it cannot be joined or cannot run one trial (Ray is shut
-    down then). A Ray of the sweep's own listens on 127.0.0.1 only; joining a cluster is asking for more."""
+def trials_at_once(cfg: SweepConfig, available: dict[str, float]) -> int:
+    """How many trials fit in these resources at once (at least 1)."""
+    fits = [available.get("CPU", 0) / cfg.cpus_per_trial]
+    if cfg.gpus_per_trial > 0:
+        fits.append(available.get("GPU", 0) / cfg.gpus_per_trial)
+    return max(1, math.floor(min(fits) + 1e-9))  # 0.3 / 0.1 is 2.999...: three trials of 0.1 GPU fit
+
+
+def start_ray(cfg: SweepConfig) -> tuple[str | None, int | None]:
+    """Start or join Ray: (the error message if it cannot be joined or cannot run one trial, Ray shut down
+    then; how many trials run at once on a Ray of the sweep's own, None on a cluster, which an autoscaler may
+    grow). A Ray of the sweep's own listens on 127.0.0.1 only; joining a cluster is asking for more."""
     local = starts_local_ray(cfg.address)
     try:
         with loopback_only() if local else contextlib.nullcontext():
@@ -270,15 +286,18 @@ def start_ray(cfg: SweepConfig) -> str | None:
             f"--address {shown(cfg.address)}: could not join the Ray cluster: {str(e).splitlines()[0][:300]}. "
             f"RAY_AUTH_MODE here is {auth!r}: a cluster with token authentication (cluster.yaml) needs "
             "RAY_AUTH_MODE=token and its token (~/.ray/auth_token, or RAY_AUTH_TOKEN) on this machine too."
-        )
+        ), None
     try:
         check_resources(cfg, ray.cluster_resources(), local)
     except ValueError as e:
         ray.shutdown()
-        return str(e)
-    joined = f"joined the cluster at {ray.get_runtime_context().gcs_address}"
-    log(f"Ray: {'a local instance of its own, on 127.0.0.1 only' if local else joined}")
-    return None
+        return str(e), None
+    if not local:
+        log(f"Ray: joined the cluster at {ray.get_runtime_context().gcs_address}")
+        return None, None
+    slots = trials_at_once(cfg, ray.cluster_resources())
+    log(f"Ray: a local instance of its own, on 127.0.0.1 only; {slots} trial(s) at once")
+    return None, slots
 
 
 def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
@@ -299,7 +318,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     exp_dir = storage_root(cfg) / sweep_name
     log(f"MLflow: {shown(tracking_uri)}, experiment {experiment!r}")
 
-    if error := start_ray(cfg):
+    error, slots = start_ray(cfg)
+    if error:
         return fail(error)
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
@@ -335,7 +355,7 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         (exp_dir / SWEEP_FILE).write_text(json.dumps(sweep, indent=2))
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
         callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s)
-        tuner = build_tuner(cfg, splits, sweep_name, callback)
+        tuner = build_tuner(cfg, splits, sweep_name, callback, slots)
         return finish(cfg, tuner, sweep, exp_dir, t0)
 
 
@@ -368,7 +388,8 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
             f"--resume {exp_dir}: the data ({splits.source}) no longer splits into the images this sweep "
             "trained and tested on (split fingerprint differs); start a new sweep instead."
         )
-    if error := start_ray(cfg):
+    error, _ = start_ray(cfg)  # how many trials at once was saved with the search (Tuner.restore)
+    if error:
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(tracking_uri)}")
     with reopen_parent_run(sweep["parent_run_id"]):

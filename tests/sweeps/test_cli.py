@@ -96,6 +96,16 @@ def test_a_trial_bigger_than_the_local_cluster_is_refused_not_left_pending():
     check_resources(SweepConfig(gpus_per_trial=1), {"CPU": 2.0}, local=False)  # an autoscaler may add GPUs
 
 
+def test_every_slot_of_the_sweeps_own_ray_starts_a_trial_at_once():
+    from sweeps.config import SweepConfig
+    from sweeps.run import trials_at_once
+
+    assert trials_at_once(SweepConfig(), {"CPU": 2.0}) == 2
+    assert trials_at_once(SweepConfig(cpus_per_trial=2), {"CPU": 3.0}) == 1
+    assert trials_at_once(SweepConfig(gpus_per_trial=0.1), {"CPU": 16.0, "GPU": 0.3}) == 3  # 0.3 / 0.1 is 2.999...
+    assert trials_at_once(SweepConfig(cpus_per_trial=4, gpus_per_trial=0.5), {"CPU": 8.0, "GPU": 2.0}) == 2
+
+
 def test_only_a_ray_of_the_sweeps_own_is_kept_to_loopback(tmp_path, monkeypatch):
     from sweeps.run import RAY_LOCAL_ONLY, loopback_only, starts_local_ray
 
