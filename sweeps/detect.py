@@ -419,7 +419,16 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
     from ray import tune
 
     from sweeps.detect_config import ConfigError, load_config
-    from sweeps.run import CHECK_ERRORS, RECIPE_FILE, SWEEP_FILE, check_storage, fail, start_ray
+    from sweeps.run import (
+        CHECK_ERRORS,
+        RECIPE_FILE,
+        SWEEP_FILE,
+        check_storage,
+        fail,
+        forget_unsaved_trials,
+        saved_trials,
+        start_ray,
+    )
     from sweeps.storage import storage_filesystem
     from sweeps.tracking import check_tracking_server, reopen_parent_run, shown
 
@@ -447,6 +456,7 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(sweep['tracking_uri'])}")
     with reopen_parent_run(sweep["parent_run_id"]):
+        forget_unsaved_trials(saved_trials(exp_dir), sweep["parent_run_id"])
         tuner = tune.Tuner.restore(
             str(exp_dir),
             trainable=trainable_of(cfg, sweep["data"]),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import ray
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from analysis.report import build_report, default_device
@@ -25,6 +26,7 @@ from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.space import num_trials, scheduler, search_algorithm
 from sweeps.storage import storage_filesystem
 from sweeps.tracking import (
+    TRIAL_ID_TAG,
     TrackingUnavailable,
     check_tracking_server,
     register_champion,
@@ -359,6 +361,35 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         return finish(cfg, tuner, sweep, exp_dir, t0)
 
 
+def saved_trials(exp_dir: Path) -> set[str]:
+    """The ids of the trials in the sweep's saved state: what a resumed sweep continues."""
+    return {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+
+
+def forget_unsaved_trials(saved: set[str], parent_run_id: str) -> list[str]:
+    """Delete the runs of trials that are not in the sweep's ``saved`` state (MLflow's delete: the UI's
+    "Deleted" runs still show them) and say so; returns their run ids, also in the parent's
+    ``forgotten_runs`` tag. Such a trial started after the last state Tune could save: the checkpoint
+    directory had turned read-only or full, or the driver was killed. Its run exists, but the resumed search
+    proposes that configuration again, as a new trial with a run of its own; the old run would stay a second,
+    unfinished run of it. A FINISHED run is kept (its trial trained to the end and was reported)."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    under = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
+    children = client.search_runs([parent.info.experiment_id], filter_string=under, max_results=50000)
+    gone = [r for r in children if r.data.tags.get(TRIAL_ID_TAG) not in saved and r.info.status != "FINISHED"]
+    for run in gone:
+        client.delete_run(run.info.run_id)
+        log(
+            f"trial {run.data.tags.get(TRIAL_ID_TAG)} ({run.info.run_name}) started after the last state the sweep "
+            f"could save: its run {run.info.run_id} is deleted in MLflow; the search proposes it again"
+        )
+    if gone:
+        before = parent.data.tags.get("forgotten_runs", "")
+        mlflow.set_tag("forgotten_runs", ",".join(filter(None, [before, *(r.info.run_id for r in gone)])))
+    return [r.info.run_id for r in gone]
+
+
 def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
     """Continue an interrupted sweep: the same parent run, finished trials kept, unfinished ones
     continued from their last checkpoints into their own child runs (Tuner.restore)."""
@@ -393,6 +424,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(tracking_uri)}")
     with reopen_parent_run(sweep["parent_run_id"]):
+        forget_unsaved_trials(saved_trials(exp_dir), sweep["parent_run_id"])
         tuner = tune.Tuner.restore(
             str(exp_dir),
             trainable=trainable_of(cfg, splits),

@@ -43,7 +43,8 @@ def runs_of(client: MlflowClient, experiment: str) -> tuple[list, list]:
 
 
 def check_exactly_once(client: MlflowClient, experiment: str, trials: int) -> tuple:
-    """One parent, one FINISHED child per trial, each with epochs 1..epochs_run once in every curve."""
+    """One parent, one FINISHED child per trial, each with epochs 1..epochs_run once in every curve, its final
+    metrics and its evidence; the comparison table on the parent, a row per architecture."""
     parents, children = runs_of(client, experiment)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == trials
@@ -54,6 +55,8 @@ def check_exactly_once(client: MlflowClient, experiment: str, trials: int) -> tu
         for key in M.EPOCH_METRICS:
             steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, key))
             assert steps == list(range(1, epochs + 1)), (c.info.run_name, key, steps)
+        missing = [key for key in M.SUMMARY_METRICS if key not in c.data.metrics]  # the trial's final answer
+        assert not missing, (c.info.run_name, missing)
         evidence = {a.path.split("/")[-1] for a in client.list_artifacts(c.info.run_id, "evidence")}
         assert evidence == set(EVIDENCE_FILES)
     # The comparison table on the sweep's run: a row per architecture, each the numbers of one of its runs.

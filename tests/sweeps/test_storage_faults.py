@@ -117,6 +117,9 @@ def test_a_read_only_then_full_checkpoint_directory_stops_the_sweep_cleanly_and_
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     parent, runs = check_exactly_once(client, "classify-digits", trials=4)
     assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["interrupted"] == "false"
+    # a trial started once the directory was read-only or full was never saved: its run deleted, the trial rerun
+    for run_id in filter(None, parent.data.tags.get("forgotten_runs", "").split(",")):
+        assert client.get_run(run_id).info.lifecycle_stage == "deleted"
     for c in runs:  # trials that had finished before the first fault were not run again
         if c.info.run_id in done_before:
             assert c.info.end_time == done_before[c.info.run_id], c.info.run_name
