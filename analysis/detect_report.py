@@ -154,7 +154,8 @@ def build_detection_report(
     if profile and not chosen.empty:
         profs = profiles(chosen, runs, device, progress=progress, shape_of=_shape, measure=_measure, timing_s=timing_s)
     table = detection_table(chosen, profs)
-    prof = next(iter(profs.values())) if profs else None
+    # the method note names the shortest timing: cached rows may have been timed for longer
+    prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
     title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
     planned = parent.data.params.get("trials_planned")
     fate = _fate_line(trial_fate(runs, int(planned) if planned else None, finished_detections(runs)))

@@ -199,7 +199,8 @@ def build_report(
     if profile and not chosen.empty:
         profs = profiles(chosen, runs, device, reprofile, progress, timing_s=timing_s)
     table = comparison_table(chosen, profs)
-    prof = next(iter(profs.values())) if profs else None
+    # the method note names the shortest timing: cached rows may have been timed for longer
+    prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
     title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
     planned = parent.data.params.get("trials_planned")
     facts = {
@@ -378,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracking_uri:
         mlflow.set_tracking_uri(args.tracking_uri)
     device = args.device or default_device()
-    if not args.timing_s > 0:
-        print(f"error: --timing-s {args.timing_s}: must be > 0 seconds", file=sys.stderr)
+    if not 0 < args.timing_s < float("inf"):
+        print(f"error: --timing-s {args.timing_s}: must be > 0 seconds and finite", file=sys.stderr)
         return 2
     if not (device == "cpu" or device.startswith("cuda")):
         print(f"error: --device {device!r}: use cpu, cuda or cuda:N", file=sys.stderr)

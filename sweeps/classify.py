@@ -174,7 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument(
         "--output-dir", help="comparison report directory (report.html/.md, comparison.csv), under <experiment>/<sweep>"
     )
-    where.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: start a local Ray")
+    where.add_argument(
+        "--address",
+        help="Ray cluster to join ('auto' on a cluster node); default: $RAY_ADDRESS, else a `ray start` instance "
+        "on this machine, else a Ray of the sweep's own that listens on 127.0.0.1 only",
+    )
     where.add_argument(
         "--resume",
         metavar="SWEEP_DIR",

@@ -209,7 +209,7 @@ class SweepConfig:
         need(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
         need(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
         need(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
-        need(self.timing_s > 0, "timing_s", f"must be > 0 seconds, got {self.timing_s}")
+        need(0 < self.timing_s < math.inf, "timing_s", f"must be > 0 seconds and finite, got {self.timing_s}")
         need(self.decode_cache_mb >= 0, "decode_cache_mb", f"must be >= 0 megabytes, got {self.decode_cache_mb}")
         if self.storage_path is not None:
             need(

@@ -109,7 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     where.add_argument("--storage-path", help="Ray Tune results and checkpoints (default: ~/ray_results)")
     where.add_argument("--output-dir", help="comparison report directory, under <experiment>/<sweep>")
-    where.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: a local Ray")
+    where.add_argument(
+        "--address",
+        help="Ray cluster to join ('auto' on a cluster node); default: $RAY_ADDRESS, else a `ray start` instance "
+        "on this machine, else a Ray of the sweep's own that listens on 127.0.0.1 only",
+    )
     where.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep from its directory")
     return p.parse_args(argv)
 
@@ -304,8 +308,7 @@ def run_detect(cfg) -> int:
     sweep_name = time.strftime(f"{SWEEP_PREFIX}-%Y%m%d-%H%M%S")
     exp_dir = storage_root(cfg) / sweep_name
     log(f"MLflow: {shown(tracking_uri)}, experiment {experiment!r}")
-    error, slots = start_ray(cfg)
-    if error:
+    if error := start_ray(cfg):
         return fail(error)
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
@@ -338,7 +341,6 @@ def run_detect(cfg) -> int:
                 num_samples=n,
                 trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['model']}",
                 reuse_actors=True,  # torch and Ultralytics imported once per slot (see sweeps.run.build_tuner)
-                max_concurrent_trials=slots,  # every slot starts at once (see sweeps.run.build_tuner)
             ),
             run_config=tune.RunConfig(
                 name=sweep_name,
@@ -451,8 +453,7 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
         check_storage(exp_dir)
     except CHECK_ERRORS as e:
         return fail(str(e))
-    error, _ = start_ray(cfg)
-    if error:
+    if error := start_ray(cfg):
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(sweep['tracking_uri'])}")
     with reopen_parent_run(sweep["parent_run_id"]):

@@ -70,8 +70,8 @@ class DetectSweepConfig:
         if self.search == "grid" and not self.discrete:
             ranges = [k for k, d in self.space.items() if not d.discrete]
             problems.append(f"search: grid needs lists, not ranges: space.{', space.'.join(ranges)}")
-        if not self.timing_s > 0:
-            problems.append(f"timing_s: must be > 0 seconds, got {self.timing_s}")
+        if not 0 < self.timing_s < float("inf"):
+            problems.append(f"timing_s: must be > 0 seconds and finite, got {self.timing_s}")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             problems.append("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.data is not None and not Path(self.data).expanduser().is_file():

@@ -137,9 +137,7 @@ def check_models(cfg: SweepConfig, num_classes: int) -> None:
                     raise ValueError(f"space: {arch} cannot take img_size={size}: {str(e)[:200]}") from None
 
 
-def build_tuner(
-    cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback, slots: int | None
-) -> tune.Tuner:
+def build_tuner(cfg: SweepConfig, splits: DatasetSplits, sweep_name: str, callback: MlflowTrialCallback) -> tune.Tuner:
     return tune.Tuner(
         trainable_of(cfg, splits),
         tune_config=tune.TuneConfig(
@@ -150,10 +148,6 @@ def build_tuner(
             # A trial starts in the process of one that ended: torch, timm and the splits are loaded once per
             # slot, not once per trial (a trial sets all of its own state: threads, seeds, model, data).
             reuse_actors=True,
-            # With a searcher, Tune starts one trial at a time (each waits for the previous one's process)
-            # unless it knows how many may run at once: all slots of the sweep's own Ray start together. On a
-            # cluster the autoscaler may add nodes, so no limit there.
-            max_concurrent_trials=slots,
         ),
         run_config=tune.RunConfig(
             name=sweep_name,
@@ -235,6 +229,7 @@ def fail(message: str) -> int:
 # all interfaces; on macOS and Windows it takes 127.0.0.1 instead, and they bind that. This switch (Ray's
 # own, read when ray is imported) gives a local Linux instance the same: nothing reachable from outside.
 RAY_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # how many trials Tune may be starting at once
 
 
 def starts_local_ray(address: str | None) -> bool:
@@ -274,10 +269,10 @@ def trials_at_once(cfg: SweepConfig, available: dict[str, float]) -> int:
     return max(1, math.floor(min(fits) + 1e-9))  # 0.3 / 0.1 is 2.999...: three trials of 0.1 GPU fit
 
 
-def start_ray(cfg: SweepConfig) -> tuple[str | None, int | None]:
-    """Start or join Ray: (the error message if it cannot be joined or cannot run one trial, Ray shut down
-    then; how many trials run at once on a Ray of the sweep's own, None on a cluster, which an autoscaler may
-    grow). A Ray of the sweep's own listens on 127.0.0.1 only; joining a cluster is asking for more."""
+def start_ray(cfg: SweepConfig) -> str | None:
+    """Start or join Ray; the error message if it cannot be joined or cannot run one trial (Ray is shut
+    down then). A Ray of the sweep's own listens on 127.0.0.1 only, and all its trial slots start at once;
+    joining a cluster is asking for more."""
     local = starts_local_ray(cfg.address)
     try:
         with loopback_only() if local else contextlib.nullcontext():
@@ -288,18 +283,24 @@ def start_ray(cfg: SweepConfig) -> tuple[str | None, int | None]:
             f"--address {shown(cfg.address)}: could not join the Ray cluster: {str(e).splitlines()[0][:300]}. "
             f"RAY_AUTH_MODE here is {auth!r}: a cluster with token authentication (cluster.yaml) needs "
             "RAY_AUTH_MODE=token and its token (~/.ray/auth_token, or RAY_AUTH_TOKEN) on this machine too."
-        ), None
+        )
     try:
         check_resources(cfg, ray.cluster_resources(), local)
     except ValueError as e:
         ray.shutdown()
-        return str(e), None
+        return str(e)
     if not local:
         log(f"Ray: joined the cluster at {ray.get_runtime_context().gcs_address}")
-        return None, None
+        return None
+    # Behind a searcher, Tune starts one trial at a time: it waits for each trial's process to come up
+    # before it starts the next. On a Ray of the sweep's own every slot may start at once. Tune's own
+    # setting, read when fit() builds its controller (a user's value stands). Not max_concurrent_trials:
+    # that wraps the search, whose saved state a resume restores with trials the saved experiment may lack,
+    # each then holding its slot for good.
     slots = trials_at_once(cfg, ray.cluster_resources())
-    log(f"Ray: a local instance of its own, on 127.0.0.1 only; {slots} trial(s) at once")
-    return None, slots
+    os.environ.setdefault(PENDING_TRIALS_ENV, str(slots))
+    log(f"Ray: a local instance of its own, on 127.0.0.1 only; {os.environ[PENDING_TRIALS_ENV]} trial(s) start at once")
+    return None
 
 
 def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
@@ -320,8 +321,7 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     exp_dir = storage_root(cfg) / sweep_name
     log(f"MLflow: {shown(tracking_uri)}, experiment {experiment!r}")
 
-    error, slots = start_ray(cfg)
-    if error:
+    if error := start_ray(cfg):
         return fail(error)
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
@@ -357,7 +357,7 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         (exp_dir / SWEEP_FILE).write_text(json.dumps(sweep, indent=2))
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
         callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s)
-        tuner = build_tuner(cfg, splits, sweep_name, callback, slots)
+        tuner = build_tuner(cfg, splits, sweep_name, callback)
         return finish(cfg, tuner, sweep, exp_dir, t0)
 
 
@@ -371,13 +371,13 @@ def forget_unsaved_trials(saved: set[str], parent_run_id: str) -> list[str]:
     "Deleted" runs still show them) and say so; returns their run ids, also in the parent's
     ``forgotten_runs`` tag. Such a trial started after the last state Tune could save: the checkpoint
     directory had turned read-only or full, or the driver was killed. Its run exists, but the resumed search
-    proposes that configuration again, as a new trial with a run of its own; the old run would stay a second,
-    unfinished run of it. A FINISHED run is kept (its trial trained to the end and was reported)."""
+    proposes that configuration again, as a new trial with a run of its own; the old run would stay a second
+    run of it (one that even finished before the stop: Tune's count of trials no longer includes it)."""
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
     under = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
     children = client.search_runs([parent.info.experiment_id], filter_string=under, max_results=50000)
-    gone = [r for r in children if r.data.tags.get(TRIAL_ID_TAG) not in saved and r.info.status != "FINISHED"]
+    gone = [r for r in children if r.data.tags.get(TRIAL_ID_TAG) not in saved]
     for run in gone:
         client.delete_run(run.info.run_id)
         log(
@@ -419,8 +419,7 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
             f"--resume {exp_dir}: the data ({splits.source}) no longer splits into the images this sweep "
             "trained and tested on (split fingerprint differs); start a new sweep instead."
         )
-    error, _ = start_ray(cfg)  # how many trials at once was saved with the search (Tuner.restore)
-    if error:
+    if error := start_ray(cfg):
         return fail(error)
     log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(tracking_uri)}")
     with reopen_parent_run(sweep["parent_run_id"]):

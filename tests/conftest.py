@@ -83,6 +83,7 @@ class Listeners:
     def __init__(self, pid: int, every_s: float = 0.5) -> None:
         self.root, self.every_s = psutil.Process(pid), every_s
         self.seen: set[tuple[str, str]] = set()
+        self.failure: BaseException | None = None  # what stopped the polling early, raised on exit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -93,20 +94,25 @@ class Listeners:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self.failure is not None and exc[0] is None:
+            raise AssertionError(f"watching what the sweep listens on failed: {self.failure!r}")
 
     def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                tree = {p.pid: p for p in [self.root, *self.root.children(recursive=True)]}
-            except psutil.NoSuchProcess:
-                return
-            for c in psutil.net_connections(kind="tcp"):
-                if c.status == psutil.CONN_LISTEN and c.pid in tree:
-                    try:
-                        self.seen.add((c.laddr.ip, tree[c.pid].name()))
-                    except psutil.NoSuchProcess:
-                        pass
-            self._stop.wait(self.every_s)
+        try:
+            while not self._stop.is_set():
+                try:
+                    tree = {p.pid: p for p in [self.root, *self.root.children(recursive=True)]}
+                except psutil.NoSuchProcess:  # the command has ended
+                    return
+                for c in psutil.net_connections(kind="tcp"):
+                    if c.status == psutil.CONN_LISTEN and c.pid in tree:
+                        try:
+                            self.seen.add((c.laddr.ip, tree[c.pid].name()))
+                        except psutil.NoSuchProcess:  # gone since the table was read
+                            pass
+                self._stop.wait(self.every_s)
+        except Exception as e:  # noqa: BLE001 - e.g. psutil.AccessDenied: raised by __exit__, never silent
+            self.failure = e
 
     def not_loopback(self) -> list[tuple[str, str]]:
         return sorted((ip, name) for ip, name in self.seen if not is_loopback(ip))

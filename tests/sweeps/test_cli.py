@@ -107,6 +107,8 @@ def test_every_slot_of_the_sweeps_own_ray_starts_a_trial_at_once():
 
 
 def test_only_a_ray_of_the_sweeps_own_is_kept_to_loopback(tmp_path, monkeypatch):
+    from ray._private import ray_constants
+
     from sweeps.run import RAY_LOCAL_ONLY, loopback_only, starts_local_ray
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` instance of this machine is found
@@ -117,8 +119,9 @@ def test_only_a_ray_of_the_sweeps_own_is_kept_to_loopback(tmp_path, monkeypatch)
     assert not starts_local_ray(None)
     monkeypatch.delenv(RAY_LOCAL_ONLY, raising=False)
     with loopback_only():
-        assert os.environ[RAY_LOCAL_ONLY] == "0"
-    assert RAY_LOCAL_ONLY not in os.environ  # a later ray.init in the same process is not kept to loopback
+        assert os.environ[RAY_LOCAL_ONLY] == "0" and ray_constants.ENABLE_RAY_CLUSTER is False
+    # a later ray.init in the same process is not kept to loopback
+    assert RAY_LOCAL_ONLY not in os.environ and ray_constants.ENABLE_RAY_CLUSTER is True
 
 
 def test_tracking_addresses_stay_out_of_the_sweeps_parameters():

@@ -77,6 +77,8 @@ BASE = "space:\n  arch: resnet18\n"
         ),
         ("num_sample: 3\n" + BASE, r"unknown setting 'num_sample'\. Did you mean 'num_samples'"),
         ("num_samples: 0\n" + BASE, r"num_samples: must be >= 1"),
+        ("timing_s: .inf\n" + BASE, r"timing_s: must be > 0 seconds and finite, got inf"),
+        ("timing_s: 0\n" + BASE, r"timing_s: must be > 0 seconds and finite, got 0"),
         ("search: bayes\n" + BASE, r"search: unknown search algorithm 'bayes'.*Allowed: grid, random, tpe"),
         (
             "search: grid\n" + BASE + "  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",

@@ -59,7 +59,11 @@ def watch_sweep(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sweep_env(ray_tmp, **env),
         stdin=subprocess.DEVNULL,
     ) as popen, Listeners(popen.pid) as listening:
-        out, err = popen.communicate(timeout=900)
+        try:
+            out, err = popen.communicate(timeout=900)
+        except BaseException:  # a timeout (ours or pytest's): stop the sweep, or leaving the with-block waits on it
+            popen.kill()
+            raise
     proc = subprocess.CompletedProcess(cmd, popen.returncode, out, err)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc, uri, listening
