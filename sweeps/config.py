@@ -182,7 +182,8 @@ class SweepConfig:
     """Each latency and throughput timing of the comparison table runs at least this many seconds (and 30
     runs); --smoke-test: 0.2."""
     address: str | None = None
-    """Ray cluster address ('auto' for the cluster this machine belongs to); None: a local Ray."""
+    """Ray cluster address ('auto' for the cluster this machine belongs to); None: $RAY_ADDRESS, else a
+    `ray start` instance on this machine, else a Ray of the sweep's own, on 127.0.0.1 only."""
     space: dict[str, Dim] = field(default_factory=lambda: {"arch": Dim("choice", ARCH_PRESETS["tiny"])})
     """Trial parameters (TrialConfig fields) by name; those left out keep TrialConfig's defaults."""
     source: str = "<defaults>"

@@ -101,10 +101,15 @@ def prepare_data(cfg: SweepConfig) -> DatasetSplits:
     return splits
 
 
+def per_trial(cfg: SweepConfig) -> dict[str, float]:
+    """What one trial asks Ray for, in Ray's resource names."""
+    return {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial}
+
+
 def check_resources(cfg: SweepConfig, available: dict[str, float], local: bool) -> None:
     """A trial that asks for more than the whole cluster has would wait forever: refuse it now. On a
     cluster joined (``local`` False), the autoscaler may still add nodes, so there it is only a warning."""
-    need = {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial}
+    need = per_trial(cfg)
     short = [
         f"{need[k]:g} {k} per trial, cluster has {available.get(k, 0):g}" for k in need if need[k] > available.get(k, 0)
     ]
@@ -246,27 +251,21 @@ def starts_local_ray(address: str | None) -> bool:
 @contextlib.contextmanager
 def loopback_only():
     """A Ray instance started in here serves on 127.0.0.1 only: its own processes (GCS, raylet, agents,
-    workers) inherit the switch, this one, which imported ray before, gets Ray's constant set too."""
+    workers) inherit the switch, this one, which imported ray before, gets Ray's constant set too. Both are
+    put back on the way out: a later ray.init in this process (a test, a notebook) may join a cluster."""
+    from unittest import mock  # the standard library's set-and-restore, for an environment variable and a constant
+
     from ray._private import ray_constants
 
-    saved = os.environ.get(RAY_LOCAL_ONLY), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[RAY_LOCAL_ONLY], ray_constants.ENABLE_RAY_CLUSTER = "0", False
-    try:
+    switch = mock.patch.dict(os.environ, {RAY_LOCAL_ONLY: "0"})
+    with switch, mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False):
         yield
-    finally:  # a later ray.init in this process (a test, a notebook) may join a cluster again
-        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
-        if saved[0] is None:
-            os.environ.pop(RAY_LOCAL_ONLY)
-        else:
-            os.environ[RAY_LOCAL_ONLY] = saved[0]
 
 
 def trials_at_once(cfg: SweepConfig, available: dict[str, float]) -> int:
     """How many trials fit in these resources at once (at least 1)."""
-    fits = [available.get("CPU", 0) / cfg.cpus_per_trial]
-    if cfg.gpus_per_trial > 0:
-        fits.append(available.get("GPU", 0) / cfg.gpus_per_trial)
-    return max(1, math.floor(min(fits) + 1e-9))  # 0.3 / 0.1 is 2.999...: three trials of 0.1 GPU fit
+    fits = min(available.get(k, 0) / n for k, n in per_trial(cfg).items() if n > 0)
+    return max(1, math.floor(fits + 1e-9))  # 0.3 / 0.1 is 2.999...: three trials of 0.1 GPU fit
 
 
 def start_ray(cfg: SweepConfig) -> str | None:
