@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from PIL import Image
 
+from sweeps.credentials import TRACKING_URI_HELP, shown
 from trainables.augment import eval_transform
 from trainables.data import MAX_LISTED, check_image, to_rgb
 from trainables.models import build_model
@@ -53,9 +54,7 @@ def add_model_flags(p) -> None:
         help="models:/NAME@ALIAS, models:/NAME/VERSION, models:/<model id>, runs:/RUN_ID or a trial's run id "
         "(default: the champion of the most recent sweep in the tracking store)",
     )
-    p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
-    )
+    p.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
 
 
 def champion_of_latest_sweep(client: mlflow.MlflowClient) -> tuple[str, str]:
@@ -71,7 +70,7 @@ def champion_of_latest_sweep(client: mlflow.MlflowClient) -> tuple[str, str]:
     parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
     if not parents:
         raise LookupError(
-            f"no sweep in the tracking store {mlflow.get_tracking_uri()} has a champion yet: run a sweep "
+            f"no sweep in the tracking store {shown(mlflow.get_tracking_uri())} has a champion yet: run a sweep "
             "(python sweeps/classify.py) or name a model with --model"
         )
     parent = parents[0]
@@ -108,7 +107,8 @@ def resolve_run(model: str | None, client: mlflow.MlflowClient) -> tuple[str, st
         if _RUN_ID.match(model):
             return client.get_run(model).info.run_id, f"run {model}"
     except MlflowException as e:
-        raise LookupError(f"--model {model}: not found in {mlflow.get_tracking_uri()}: {e.message[:300]}") from None
+        where = shown(mlflow.get_tracking_uri())
+        raise LookupError(f"--model {model}: not found in {where}: {e.message[:300]}") from None
     raise LookupError(
         f"--model {model!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, models:/<model id>, "
         "runs:/RUN_ID or a 32-character run id"

@@ -29,6 +29,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from analysis.champion import Classifier, add_model_flags, check_images, find_images, load_classifier, open_rgb
 from analysis.samples import read_samples
+from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri
 from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP, latency_stats, repeat_timed
 
 ONNX_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.torchscript.pt"
@@ -81,9 +82,7 @@ def onnx_latency(
     (``trainables.latency``: same warm-up, repeats and minimum time)."""
     session = onnx_session(path, threads)
     x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), dtype=np.float32)
-    times = repeat_timed(
-        lambda: session.run(None, {INPUT: x}), LATENCY_WARMUP, LATENCY_MIN_REPEATS, min_seconds
-    )
+    times = repeat_timed(lambda: session.run(None, {INPUT: x}), LATENCY_WARMUP, LATENCY_MIN_REPEATS, min_seconds)
     return latency_stats(times)
 
 
@@ -209,8 +208,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.tracking_uri:  # else MLflow's own default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db
-        mlflow.set_tracking_uri(args.tracking_uri)
+    try:
+        check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)  # never made empty: only read
+    except TrackingUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     client = mlflow.MlflowClient()
     try:
         clf = load_classifier(args.model, client)

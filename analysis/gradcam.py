@@ -29,7 +29,7 @@ from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
-from analysis.evidence import GRADCAM_NPZ, GRADCAM_PNG  # noqa: E402
+from analysis.evidence import GRADCAM_NPZ, GRADCAM_PNG, class_labels, plain  # noqa: E402
 from analysis.samples import Sample  # noqa: E402
 from trainables.augment import eval_transform  # noqa: E402
 from trainables.models import family_of  # noqa: E402
@@ -98,10 +98,12 @@ def gradcam(model: torch.nn.Module, arch: str, preprocessing: dict, samples: Seq
 
 
 def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str], out: Path, title: str) -> list[Path]:
-    """The overlays as one figure (GRADCAM_PNG) and the raw heatmaps (GRADCAM_NPZ), into ``out``."""
+    """The overlays as one figure (GRADCAM_PNG) and the raw heatmaps (GRADCAM_NPZ), into ``out`` (and
+    evidence.CLASS_NAMES_CSV where the figure shows some classes by index)."""
     n = len(samples)
     cols = min(COLUMNS, n)
     rows = -(-n // cols)
+    names = class_labels(classes, title)
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.4 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -109,11 +111,13 @@ def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str]
         ax.imshow(show_cam_on_image(h.inputs[i], h.maps[i], use_rgb=True, image_weight=0.55))
         right = int(h.predicted[i]) == s.label
         ax.set_title(
-            f"true {_plain(classes[s.label])}\npred {_plain(classes[int(h.predicted[i])])} {h.confidence[i]:.2f}",
+            f"true {names.labels[s.label]}\npred {names.labels[int(h.predicted[i])]} {h.confidence[i]:.2f}",
             fontsize=8,
+            fontfamily=names.families,
             color="black" if right else "C3",
         )
-    fig.suptitle(f"{_plain(title)}\nGrad-CAM of the predicted class at {h.target}; red: misclassified", fontsize=9)
+    what = f"Grad-CAM of the predicted class at {h.target}; red: misclassified"
+    fig.suptitle(f"{plain(title)}\n{what}{names.note}", fontsize=9, fontfamily=names.families, wrap=True)
     fig.tight_layout()
     png = out / GRADCAM_PNG
     fig.savefig(png, dpi=100)
@@ -128,9 +132,4 @@ def write_gradcam(h: Heatmaps, samples: Sequence[Sample], classes: Sequence[str]
         confidence=h.confidence,
         target=np.array(h.target),
     )
-    return [png, npz]
-
-
-def _plain(text: str) -> str:
-    """``text`` as matplotlib should print it: a class named '$5' is not a formula."""
-    return text.replace("$", r"\$")
+    return [png, npz, *names.write(out)]

@@ -16,11 +16,11 @@ import argparse
 import json
 import sys
 
-import mlflow
 import torch
 from mlflow.exceptions import MlflowException
 
 from analysis.champion import Classifier, add_model_flags, check_images, find_images, load_classifier, open_rgb
+from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri
 
 PROGRESS_EVERY = 1000  # images between progress lines on stderr
 
@@ -65,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         return _fail(f"--device {device}: torch {torch.__version__} sees no CUDA device")
-    if args.tracking_uri:  # else MLflow's own default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db
-        mlflow.set_tracking_uri(args.tracking_uri)
     try:
         files = check_images(find_images(args.images), args.skip_bad_images, warn=_note)
+        check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)  # never made empty: only read
         clf = load_classifier(args.model)
-    except (FileNotFoundError, ValueError, LookupError, MlflowException) as e:
+    except (FileNotFoundError, ValueError, LookupError, MlflowException, TrackingUnavailable) as e:
         return _fail(str(e))
     if args.top_k > len(clf.classes):
         _note(f"--top-k {args.top_k}: the model has {len(clf.classes)} classes; each line shows all of them")

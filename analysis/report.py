@@ -45,6 +45,9 @@ from analysis.compare import (  # noqa: E402
 )
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
 from analysis.profile import Profile  # noqa: E402
+from sweeps.credentials import TRACKING_URI_HELP  # noqa: E402
+from sweeps.credentials import shown as shown_uri  # noqa: E402  (analysis.compare's shown is the table's)
+from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri  # noqa: E402
 from trainables import metrics as M  # noqa: E402
 from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
 
@@ -71,7 +74,7 @@ def find_sweep(experiment: str, sweep: str | None = None) -> tuple[str, Run]:
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())
         raise LookupError(
-            f"--experiment: no experiment named {experiment!r} at {mlflow.get_tracking_uri()}; "
+            f"--experiment: no experiment named {experiment!r} at {shown_uri(mlflow.get_tracking_uri())}; "
             f"experiments there: {', '.join(names) or 'none'}"
         )
     # A sweep's parent run records how many trials it planned; its trials' runs do not.
@@ -313,7 +316,7 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
         f"<h1>Model comparison: {e(facts['title'])}</h1>",
         f"<p>Data: {e(facts['data'])}. {e(_fate_line(facts['fate']))}</p>",
         f"<p class=note>MLflow parent run <code>{e(facts['parent'].info.run_id)}</code>, tracking URI "
-        f"<code>{e(mlflow.get_tracking_uri())}</code>.</p>",
+        f"<code>{e(shown_uri(mlflow.get_tracking_uri()))}</code>.</p>",
     ]
     if table.empty:
         parts.append("<p class=missing>No finished trial reported a validation accuracy: nothing to compare.</p>")
@@ -350,7 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = p.add_argument
     add("--experiment", required=True, help="MLflow experiment name (a sweep prints it; e.g. classify-digits)")
     add("--sweep", help="sweep name (the parent run's 'sweep' tag, e.g. sweep-20261123-101500); default: the latest")
-    add("--tracking-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else MLflow's default (./mlruns)")
+    add("--tracking-uri", help=TRACKING_URI_HELP)
     add("--rows", choices=list(ROW_MODES), default="arch", help="; ".join(f"{k}: {v}" for k, v in ROW_MODES.items()))
     add("--out", type=Path, help="output directory; default: reports/<experiment>/<sweep>")
     add("--device", help="where to profile: cpu, cuda or cuda:N; default: cuda if available, else cpu")
@@ -376,8 +379,6 @@ def default_device() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.tracking_uri:
-        mlflow.set_tracking_uri(args.tracking_uri)
     device = args.device or default_device()
     if not 0 < args.timing_s < float("inf"):
         print(f"error: --timing-s {args.timing_s}: must be > 0 seconds and finite", file=sys.stderr)
@@ -386,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device {device!r}: use cpu, cuda or cuda:N", file=sys.stderr)
         return 2
     try:
+        check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)
         exp_id, parent = find_sweep(args.experiment, args.sweep)
-    except (LookupError, MlflowException) as e:
+    except (TrackingUnavailable, LookupError, MlflowException) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sweep = parent.data.tags.get(SWEEP_TAG, parent.info.run_id)

@@ -2,7 +2,7 @@
 learning rate, is best for these images, and what does each cost to run?
 
     python sweeps/classify.py                     # the default recipe on scikit-learn's digits, offline
-    python sweeps/classify.py --data ~/my_images  # your ImageFolder directory (root/<class>/<image>)
+    python sweeps/classify.py --data ~/my_images  # root/<class>/<image>, or root/train|val|test/<class>/<image>
     python sweeps/classify.py --config sweeps/configs/grid.yaml   # another recipe
     python sweeps/classify.py --smoke-test        # a tiny sweep in about a minute
     python sweeps/classify.py --resume ~/ray_results/sweep-20261123-101500   # continue an interrupted sweep
@@ -55,6 +55,7 @@ OVERRIDES = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from sweeps.config import DEFAULT_CONFIG, SEARCH_ALGORITHMS, preset_help
+    from sweeps.credentials import TRACKING_URI_HELP
 
     p = argparse.ArgumentParser(
         prog="python sweeps/classify.py",
@@ -74,7 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument(
         "--data",
         metavar="PATH",
-        help="ImageFolder directory, root/<class name>/<image file>. "
+        help="Image folder: class folders, root/<class>/<image> (split here: stratified, --val-frac/--test-frac, "
+        "seed), or a dataset already split, root/train/<class>/<image> with val/ and/or test/ beside it (also "
+        "training/, valid/, validation/, dev/, testing/; any case), used as given, a missing val or test carved from "
+        "train. Images: .bmp .gif (first frame) .jpeg .jpg .pgm .png .ppm .tif .tiff .webp, any case; other files, "
+        "hidden and system files (.DS_Store, ._*, __MACOSX) and symbolic links back into the folder are left out and "
+        "listed in the run (data/ignored_files.txt). "
         "Default: scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes), no download.",
     )
     data.add_argument("--val-frac", type=float, metavar="F", help="share of images held out for validation")
@@ -158,11 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     where = p.add_argument_group("where things go")
     where.add_argument("--experiment", help="MLflow experiment name (default: classify-<data name>)")
-    where.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: "
-        "$MLFLOW_TRACKING_URI, else MLflow's local default sqlite:///mlflow.db in this directory)",
-    )
+    where.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     where.add_argument(
         "--registered-model",
         metavar="NAME",
@@ -216,19 +218,32 @@ def config_from_args(a: argparse.Namespace):
     if given.get("skip_bad_images"):
         out["settings"]["skip_bad_images"] = True
         flags["skip_bad_images"] = "--skip-bad-images"
+    # Every --set is read before any is refused, and the recipe still checks the good ones: one run shows all.
+    problems: list[str] = []
+    known = list(dict.fromkeys([*SETTINGS, *TrialConfig.field_names()]))  # max_epochs, seed are both: once
     for item in given.get("set", []):
-        key, value = parse_set(item)
-        if key not in TrialConfig.field_names() and key not in SETTINGS:
-            known = [*SETTINGS, *TrialConfig.field_names()]
-            raise ConfigError(f"--set {item}: {unknown_name_message('setting or trial parameter', key, known)}")
-        out["space" if key in TrialConfig.field_names() else "settings"][key] = value
+        try:
+            key, value = parse_set(item)
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        if key not in known:
+            problems.append(f"--set {item}: {unknown_name_message('setting or trial parameter', key, known)}")
+            continue
+        # A key that is both (max_epochs, seed) is one the sweep sets for every trial: a top-level setting.
+        out["settings" if key in SETTINGS else "space"][key] = value
         flags[key] = f"--set {key}"
-    cfg = with_overrides(cfg, out["settings"], out["space"], flags)
+    try:
+        cfg = with_overrides(cfg, out["settings"], out["space"], flags)
+    except ConfigError as e:
+        problems += e.problems
+    if problems:
+        raise ConfigError.of(problems)
     return smoke(cfg) if given.get("smoke_test") else cfg
 
 
 def parse_set(item: str) -> tuple[str, object]:
-    """'KEY=VALUE' -> (key, YAML value). Which keys exist is checked with the rest of the recipe."""
+    """'KEY=VALUE' -> (key, YAML value). Which keys exist is checked by ``config_from_args``."""
     import yaml
 
     from sweeps.config import ConfigError
@@ -238,11 +253,18 @@ def parse_set(item: str) -> tuple[str, object]:
         raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set mixup=0.2")
     try:
         return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {item}: the value is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # PyYAML's message spans lines: its problem, and where in KEY=VALUE, on one
+        mark = getattr(e, "problem_mark", None)
+        at = f" (at character {len(key) + 1 + mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"--set {item}: the value is not valid YAML: {problem}{at}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # this process's own command line: a password or token on it moves to the environment
+        from sweeps.credentials import without_credentials_on_command_line
+
+        without_credentials_on_command_line()
     from sweeps.config import DEFAULT_CONFIG, ConfigError
 
     args = parse_args(argv)

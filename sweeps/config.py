@@ -37,6 +37,7 @@ CONDITIONAL = {"unfreeze_stages": ("freeze", "partial"), "gradual_epochs": ("fre
 SWEEP_LEVEL = ("max_epochs", "seed")
 # --smoke-test's timings: 30 runs still give a median; 0.2 s instead of 1 s saves ~10 s of a 4-model report
 SMOKE_TIMING_S = 0.2
+SMOKE_TRAIN_LIMIT = 300  # --smoke-test's training images
 RANGE_KINDS = ("loguniform", "uniform", "randint")
 
 
@@ -293,6 +294,43 @@ class SweepConfig:
             )
         if problems:
             raise ConfigError.of(problems)
+
+    def check_batch_size(self, train_size: int) -> None:
+        """Once the training split's size is known (after ``train_limit``): every batch size the space can
+        give fits in it (as large is one full step). A larger batch is one step an epoch, or none under
+        MixUp/CutMix, where the training DataLoader drops an incomplete batch (trainables.engine.make_loaders)."""
+        dim = self.dim("batch_size")
+        key = "space.batch_size" if "batch_size" in self.space else f"batch_size (the default, {dim.values[0]})"
+        if dim.kind in RANGE_KINDS:
+            if dim.values[1] <= train_size:
+                return
+            what = f"{dim.describe()} reaches {dim.values[1]}, which is"
+            fix = f"Lower the upper bound to at most {train_size}"
+        else:
+            over = [b for b in dim.values if b > train_size]
+            if not over:
+                return
+            what = ", ".join(map(str, over)) + (" are" if len(over) > 1 else " is")
+            fix = f"Give batch sizes of at most {train_size}"
+        cut = self.train_limit is not None and train_size >= self.train_limit
+        limited = f" (cut to train_limit {self.train_limit}; --smoke-test sets {SMOKE_TRAIN_LIMIT})" if cut else ""
+        mixing = [d.values for d in map(self.dim, ("mixup", "cutmix"))]  # fixed, choices or (low, high)
+        # No step fails the trial at its start (timm's scheduler asserts a schedule of at least one step).
+        if any(min(v) > 0 for v in mixing):  # every trial mixes
+            steps = "no step at all and fail at its start (under MixUp/CutMix the training loader drops an "
+            steps += "incomplete batch)"
+        elif any(max(v) > 0 for v in mixing):
+            steps = (
+                f"one step an epoch, on all {train_size} images; a trial with MixUp/CutMix none at all, and fail at "
+                "its start (the training loader drops an incomplete batch there)"
+            )
+        else:
+            steps = f"one step an epoch, on all {train_size} images"
+        problem = (
+            f"{key}: {what} more than the {train_size} images of the training split{limited}: a trial would "
+            f"take {steps}. {fix} (space.batch_size, or --batch-size), or give the sweep more training images"
+        )
+        raise ConfigError.of([problem], self.source)
 
     def unused_conditionals(self) -> list[str]:
         """Conditional parameters in the space whose condition no choice can meet."""
@@ -618,7 +656,7 @@ def smoke(cfg: SweepConfig) -> SweepConfig:
         num_samples=len(cfg.archs),
         max_epochs=2,
         grace_period=1,
-        train_limit=300,
+        train_limit=SMOKE_TRAIN_LIMIT,
         points_to_evaluate=POINTS_ONE_PER_ARCH,
         timing_s=SMOKE_TIMING_S,
     )

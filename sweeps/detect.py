@@ -55,6 +55,7 @@ SWEEP_PREFIX = "detect"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from sweeps.credentials import TRACKING_URI_HELP
     from sweeps.detect_config import DETECT_CONFIG
 
     p = argparse.ArgumentParser(
@@ -104,9 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     where = p.add_argument_group("where things go")
     where.add_argument("--experiment", help="MLflow experiment name (default: detect-<data name>)")
-    where.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
-    )
+    where.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     where.add_argument("--storage-path", help="Ray Tune results and checkpoints (default: ~/ray_results)")
     where.add_argument("--output-dir", help="comparison report directory, under <experiment>/<sweep>")
     where.add_argument(
@@ -276,17 +275,18 @@ def run_detect(cfg) -> int:
     import ray
     from ray import tune
 
+    from sweeps.credentials import save_credentials
     from sweeps.run import CHECK_ERRORS, RECIPE_FILE, SWEEP_FILE, check_storage, fail, start_ray, storage_root
     from sweeps.space import num_trials
     from sweeps.storage import storage_filesystem
-    from sweeps.tracking import check_tracking_server, shown, start_parent_run
+    from sweeps.tracking import check_tracking_store, shown, start_parent_run, use_tracking_uri
 
     t0 = time.perf_counter()
-    if cfg.tracking_uri:
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-    tracking_uri = mlflow.get_tracking_uri()
+    tracking_uri, credentials = use_tracking_uri(cfg.tracking_uri)
+    if cfg.tracking_uri:  # the recipe as run, saved in the sweep directory and pickled by Tune: no credentials
+        cfg = dataclasses.replace(cfg, tracking_uri=tracking_uri)
     problems, data, summary = [], None, None
-    for check in (lambda: check_tracking_server(tracking_uri), lambda: check_storage(storage_root(cfg))):
+    for check in (lambda: check_tracking_store(tracking_uri), lambda: check_storage(storage_root(cfg))):
         try:
             check()
         except CHECK_ERRORS as e:
@@ -332,6 +332,8 @@ def run_detect(cfg) -> int:
             "data": data,
         }
         (exp_dir / SWEEP_FILE).write_text(json.dumps(sweep, indent=2))
+        if kept := save_credentials(exp_dir, credentials):
+            log(f"the credentials of {shown(tracking_uri)}: kept for --resume in {kept} (mode 0600), nowhere else")
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
         tuner = tune.Tuner(
             trainable_of(cfg, data),
@@ -346,7 +348,7 @@ def run_detect(cfg) -> int:
                 name=sweep_name,
                 storage_path=str(storage_root(cfg)),
                 storage_filesystem=storage_filesystem(),  # files replaced whole: see sweeps.storage
-                callbacks=_callbacks(cfg, sweep),
+                callbacks=_callbacks(cfg, sweep, exp_dir),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 verbose=1,
@@ -367,12 +369,17 @@ def _scheduler(cfg):
     return scheduler(cfg)
 
 
-def _callbacks(cfg, sweep: dict) -> list:
+def _callbacks(cfg, sweep: dict, exp_dir: Path) -> list:
     from sweeps.run import StorageWatch
     from sweeps.trial_runs import DetectionTrialCallback
 
     callback = DetectionTrialCallback(
-        sweep["tracking_uri"], sweep["experiment_id"], sweep["parent_run_id"], sweep["sweep_name"], cfg.tracking_wait_s
+        sweep["tracking_uri"],
+        sweep["experiment_id"],
+        sweep["parent_run_id"],
+        sweep["sweep_name"],
+        cfg.tracking_wait_s,
+        str(exp_dir),
     )
     return [callback, StorageWatch()]
 
@@ -417,9 +424,9 @@ def finish(cfg, tuner, sweep: dict, exp_dir: Path, t0: float) -> int:
 
 
 def resume_detect(exp_dir: Path, address: str | None) -> int:
-    import mlflow
     from ray import tune
 
+    from sweeps.credentials import restore_credentials, untrusted
     from sweeps.detect_config import ConfigError, load_config
     from sweeps.run import (
         CHECK_ERRORS,
@@ -432,12 +439,18 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
         start_ray,
     )
     from sweeps.storage import storage_filesystem
-    from sweeps.tracking import check_tracking_server, reopen_parent_run, shown
+    from sweeps.tracking import check_tracking_store, reopen_parent_run, shown, use_tracking_uri
 
     t0 = time.perf_counter()
     exp_dir = exp_dir.expanduser().resolve()
     if not (exp_dir / SWEEP_FILE).is_file():
         return fail(f"--resume {exp_dir}: not a sweep directory (no {SWEEP_FILE})")
+    if refused := untrusted(exp_dir):
+        return fail(refused)
+    log(
+        f"--resume unpickles the sweep's saved Tune state (tuner.pkl, searcher and experiment state in {exp_dir}): "
+        "whoever can write there can run code as you"
+    )
     sweep = json.loads((exp_dir / SWEEP_FILE).read_text())
     if sweep.get("task") != "detect":
         return fail(f"--resume {exp_dir}: a classification sweep; resume it with python sweeps/classify.py")
@@ -447,15 +460,16 @@ def resume_detect(exp_dir: Path, address: str | None) -> int:
         return fail(str(e))
     if address is not None:
         cfg = dataclasses.replace(cfg, address=address)
-    mlflow.set_tracking_uri(sweep["tracking_uri"])
+    restore_credentials(exp_dir)
+    tracking_uri, _ = use_tracking_uri(sweep["tracking_uri"])
     try:
-        check_tracking_server(sweep["tracking_uri"])
+        check_tracking_store(tracking_uri)
         check_storage(exp_dir)
     except CHECK_ERRORS as e:
         return fail(str(e))
     if error := start_ray(cfg):
         return fail(error)
-    log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(sweep['tracking_uri'])}")
+    log(f"resuming {sweep['sweep_name']} from {exp_dir}; MLflow: {shown(tracking_uri)}")
     with reopen_parent_run(sweep["parent_run_id"]):
         forget_unsaved_trials(saved_trials(exp_dir), sweep["parent_run_id"])
         tuner = tune.Tuner.restore(
@@ -483,6 +497,10 @@ def _yaml(d: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import importlib.util
 
+    if argv is None:  # this process's own command line: a password or token on it moves to the environment
+        from sweeps.credentials import without_credentials_on_command_line
+
+        without_credentials_on_command_line()
     try:
         found = importlib.util.find_spec("ultralytics") is not None
     except ImportError:

@@ -23,17 +23,19 @@ from ray import tune
 from analysis.report import build_report, default_device
 from analysis.samples import SAMPLES_DIR, log_samples
 from sweeps.config import ConfigError, SweepConfig, load_config
+from sweeps.credentials import restore_credentials, save_credentials, untrusted
 from sweeps.space import num_trials, scheduler, search_algorithm
 from sweeps.storage import storage_filesystem
 from sweeps.tracking import (
     TRIAL_ID_TAG,
     TrackingUnavailable,
-    check_tracking_server,
+    check_tracking_store,
     register_champion,
     reopen_parent_run,
     shown,
     start_parent_run,
     ui_hint,
+    use_tracking_uri,
 )
 from sweeps.trial_runs import MlflowTrialCallback, TrackingIncomplete
 from trainables import metrics as M
@@ -45,6 +47,7 @@ from trainables.trainable import train_classifier
 SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied
 SKIPPED_FILE = "data/skipped_images.txt"  # on the parent run: path<TAB>problem of each file left out
+IGNORED_FILE = "data/ignored_files.txt"  # on the parent run: path<TAB>why of each file or link not used
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 # Storage faults: every later checkpoint would fail the same way, so the sweep stops (resumably) at the first.
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
@@ -90,12 +93,26 @@ def prepare_data(cfg: SweepConfig) -> DatasetSplits:
         progress=log,
         decode_cache_mb=cfg.decode_cache_mb,
     )
+    if splits.split_note:
+        log(f"data: {splits.split_note}")
     if splits.decode_note:
         log(f"data: {splits.decode_note}")
+    if splits.ignored:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in splits.ignored_by_kind().items())
+        n = len(splits.ignored)
+        log(f"data: {n} file(s) or folder(s) not used ({kinds}), listed in the run's {IGNORED_FILE}")
+    if splits.cross_split_copies:
+        a, b = splits.cross_split_copies[0]
+        log(
+            f"warning: {len(splits.cross_split_copies)} image(s) are in more than one split (identical files, e.g. "
+            f"{a} = {b}): scores on them are optimistic; remove the copies from the val and test folders"
+        )
     if splits.skipped:
         log(f"--skip-bad-images: left out {len(splits.skipped)} unreadable file(s), listed in the run's {SKIPPED_FILE}")
-    if splits.duplicates:
+    if splits.duplicates and not splits.cross_split_copies:
         log(f"data: {splits.duplicates} file(s) are identical copies of another; each copy is in its original's split")
+    elif splits.duplicates:  # split folders given as they are: copies can be in any of them
+        log(f"data: {splits.duplicates} file(s) are identical copies of another, as the split folders hold them")
     if cfg.train_limit is not None:
         splits = limit_train(splits, cfg.train_limit, cfg.seed)
     return splits
@@ -178,13 +195,13 @@ CHECK_ERRORS = (TrackingUnavailable, FileNotFoundError, ValueError, RuntimeError
 
 
 def check_request(cfg: SweepConfig, tracking_uri: str) -> tuple[DatasetSplits | None, str]:
-    """Everything a sweep needs besides Ray, checked before anything starts: the tracking server, the
+    """Everything a sweep needs besides Ray, checked before anything starts: the tracking store, the
     data, every model the space allows, and the storage path. The problems, all of them, as one message
     ('' when there are none)."""
     problems: list[str] = []
     splits = None
     for check in (
-        lambda: check_tracking_server(tracking_uri),
+        lambda: check_tracking_store(tracking_uri),
         lambda: check_storage(storage_root(cfg)),
     ):
         try:
@@ -193,6 +210,7 @@ def check_request(cfg: SweepConfig, tracking_uri: str) -> tuple[DatasetSplits | 
             problems.append(str(e))
     try:
         splits = prepare_data(cfg)
+        cfg.check_batch_size(len(splits.train))  # the split's size is known only now
     except CHECK_ERRORS as e:
         problems.append(str(e))
     try:  # with the data unreadable, the models are still checked, for 2 classes
@@ -304,16 +322,16 @@ def start_ray(cfg: SweepConfig) -> str | None:
 
 def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
     t0 = time.perf_counter()
-    if cfg.tracking_uri:
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-    tracking_uri = mlflow.get_tracking_uri()
+    tracking_uri, credentials = use_tracking_uri(cfg.tracking_uri)
+    if cfg.tracking_uri:  # the recipe as run, saved in the sweep directory and pickled by Tune: no credentials
+        cfg = dataclasses.replace(cfg, tracking_uri=tracking_uri)
     splits, problems = check_request(cfg, tracking_uri)
     if problems:
         return fail(problems)
     s = splits.summary()
     log(
         f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
-        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images (stratified, seed {cfg.seed})"
+        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images ({s['data_layout']}, seed {cfg.seed})"
     )
     experiment = cfg.experiment or f"classify-{splits.name}"
     sweep_name = time.strftime("sweep-%Y%m%d-%H%M%S")
@@ -341,6 +359,8 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, "search_space.json")
         if splits.skipped:
             mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.skipped), SKIPPED_FILE)
+        if splits.ignored:
+            mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.ignored), IGNORED_FILE)
         shown_on = log_samples(splits.val, splits.classes)  # every model's Grad-CAM is drawn on these
         log(f"samples: {shown_on} validation images on the sweep's run ({SAMPLES_DIR}/), for every model's Grad-CAM")
         exp_dir.mkdir(parents=True, exist_ok=True)
@@ -354,8 +374,10 @@ def run_sweep(cfg: SweepConfig, project_root: Path) -> int:
             "split_fingerprint": fingerprint,
         }
         (exp_dir / SWEEP_FILE).write_text(json.dumps(sweep, indent=2))
+        if kept := save_credentials(exp_dir, credentials):
+            log(f"the credentials of {shown(tracking_uri)}: kept for --resume in {kept} (mode 0600), nowhere else")
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
-        callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s)
+        callback = MlflowTrialCallback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s, str(exp_dir))
         tuner = build_tuner(cfg, splits, sweep_name, callback)
         return finish(cfg, tuner, sweep, exp_dir, t0)
 
@@ -398,6 +420,12 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         found = sorted(p.parent for p in exp_dir.glob(f"*/{SWEEP_FILE}"))[-3:]
         hint = f"; sweeps under it: {', '.join(map(str, found))}" if found else ""
         return fail(f"--resume {exp_dir}: not a sweep directory (no {SWEEP_FILE}){hint}")
+    if refused := untrusted(exp_dir):
+        return fail(refused)
+    log(
+        f"--resume unpickles the sweep's saved Tune state (tuner.pkl, searcher and experiment state in {exp_dir}): "
+        "whoever can write there can run code as you"
+    )
     sweep = json.loads((exp_dir / SWEEP_FILE).read_text())
     try:
         cfg = load_config(exp_dir / RECIPE_FILE)
@@ -405,10 +433,10 @@ def resume_sweep(exp_dir: Path, address: str | None, project_root: Path) -> int:
         return fail(str(e))
     if address is not None:
         cfg = dataclasses.replace(cfg, address=address)
-    tracking_uri = sweep["tracking_uri"]
-    mlflow.set_tracking_uri(tracking_uri)
+    restore_credentials(exp_dir)
+    tracking_uri, _ = use_tracking_uri(sweep["tracking_uri"])
     try:
-        check_tracking_server(tracking_uri)
+        check_tracking_store(tracking_uri)
         check_storage(exp_dir)
         splits = prepare_data(cfg)
     except CHECK_ERRORS as e:
@@ -441,10 +469,8 @@ def fit_trials(cfg, tuner: tune.Tuner, exp_dir: Path, script: str = "classify.py
     try:
         results = tuner.fit()
     except Exception as e:  # noqa: BLE001 - reported with what to do next
-        if _caused_by(e, TrackingIncomplete):
-            return None, fail(
-                f"{_caused_by(e, TrackingIncomplete)}\n  resume: python sweeps/{script} --resume {exp_dir}"
-            )
+        if incomplete := _caused_by(e, TrackingIncomplete):
+            return None, tracking_stop(str(incomplete), exp_dir, script)
         oserror = _caused_by(e, OSError)
         if StorageWatch.fault or (oserror and oserror.errno in STORAGE_ERRNOS):
             return None, storage_stop(StorageWatch.fault or str(oserror), exp_dir, script)
@@ -465,6 +491,9 @@ def fit_trials(cfg, tuner: tune.Tuner, exp_dir: Path, script: str = "classify.py
         log(f"resume with: python sweeps/{script} --resume {exp_dir}")
         return None, 130
     mlflow.set_tag("interrupted", "false")
+    if "tracking_error" in mlflow.get_run(mlflow.active_run().info.run_id).data.tags:  # a resume delivered them
+        mlflow.delete_tag("tracking_error")
+        log("the MLflow writes an earlier attempt could not make are delivered")
     errors = [r for r in results if r.error]
     mlflow.log_metrics({"trials": len(results), "trials_failed": len(errors)})
     if errors:
@@ -505,6 +534,16 @@ def finish(cfg: SweepConfig, tuner: tune.Tuner, sweep: dict, exp_dir: Path, t0: 
     log(f"trial checkpoints: {exp_dir}")
     log(f"browse the runs: {ui_hint(mlflow.get_tracking_uri(), exp_id, parent_id)}")
     return 1 if errors else 0
+
+
+def tracking_stop(what: str, exp_dir: Path, script: str = "classify.py") -> int:
+    """Some MLflow writes of the trials were not made: the sweep's run is not FINISHED but FAILED, tagged with
+    what failed, and no report or champion is made from runs that lack them. ``--resume`` delivers them."""
+    with contextlib.suppress(Exception):  # the store may be the very thing that is failing: the message still goes out
+        mlflow.set_tag("tracking_error", what[:5000])
+    with contextlib.suppress(Exception):
+        mlflow.end_run(status="FAILED")
+    return fail(f"{what}\n  resume: python sweeps/{script} --resume {exp_dir}")
 
 
 def storage_stop(fault: str, exp_dir: Path, script: str = "classify.py") -> int:

@@ -1,23 +1,35 @@
-"""MLflow for a sweep, at the sweep level: the parent run and its tags, readable run names, the
-tracking-server check before anything starts, and the Model Registry entry of the sweep's best model.
-The child runs of the trials are ``sweeps.trial_runs``'s.
+"""MLflow for a sweep, at the sweep level: the tracking URI (credentials split off) and the check of its
+store before anything starts, the parent run and its tags, readable run names, and the Model Registry entry
+of the sweep's best model. The child runs of the trials are ``sweeps.trial_runs``'s.
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import platform
 import socket
 import subprocess
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import mlflow
 import requests
+from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 from mlflow.tracking import MlflowClient
 
+from sweeps.credentials import (
+    PASSWORD_ENV,
+    TOKEN_ENV,
+    USERNAME_ENV,
+    from_command_line,
+    secret_left,
+    shown,
+    split_credentials,
+)
 from trainables.config import TrialConfig
 
 TRIAL_ID_TAG = "ray_trial_id"
@@ -27,14 +39,16 @@ SERVER_CHECK_TIMEOUT_S = 10
 
 
 def run_name(config: dict[str, Any]) -> str:
-    """A name a person can read in the MLflow UI, e.g. ``convnext_atto-full-light-lr3e-3``."""
-    lr = f"{config['lr']:.0e}".replace("e-0", "e-")
-    freeze = config["freeze"]
+    """A name a person can read in the MLflow UI, e.g. ``convnext_atto-full-light-lr3e-3``. A parameter
+    the recipe left out has its TrialConfig default here, as in the run's params."""
+    cfg = TrialConfig.from_dict(config)
+    lr = f"{cfg.lr:.0e}".replace("e-0", "e-")
+    freeze = cfg.freeze
     if freeze == "partial":
-        freeze += str(config.get("unfreeze_stages", TrialConfig.unfreeze_stages))
+        freeze += str(cfg.unfreeze_stages)
     if freeze == "gradual":
-        freeze += str(config.get("gradual_epochs", TrialConfig.gradual_epochs))
-    return f"{config['arch']}-{freeze}-{config['augment']}-lr{lr}"
+        freeze += str(cfg.gradual_epochs)
+    return f"{cfg.arch}-{freeze}-{cfg.augment}-lr{lr}"
 
 
 def library_versions() -> dict[str, str]:
@@ -61,30 +75,65 @@ def sweep_tags(sweep_name: str, project_root: Path) -> dict[str, str]:
     }
 
 
-def shown(uri: str) -> str:
-    """A URI fit to print: credentials in it (``http://user:token@host``, ``postgresql://user:pw@db``)
-    become ``***``. Runs never record the URI at all."""
-    parts = urlparse(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+def use_tracking_uri(uri: str | None) -> tuple[str, dict[str, str]]:
+    """Make ``uri`` (None: MLflow's own default, $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db) this
+    process's tracking URI, without its credentials: they go to the environment variables MLflow reads
+    (``sweeps.credentials.split_credentials``), so that no URI the process prints, pickles or writes holds
+    them, MLflow's own "View run ... at" lines included. Called once, first. Returns (the clean URI, the
+    credentials it carried, with any the entry script moved off its command line): what --resume needs."""
+    clean, creds = split_credentials(uri or mlflow.get_tracking_uri())
+    creds = {**from_command_line(), **creds}
+    os.environ.update(creds)
+    mlflow.set_tracking_uri(clean)  # MLflow sets $MLFLOW_TRACKING_URI to it too: Ray's processes inherit it clean
+    return clean, creds
 
 
 class TrackingUnavailable(RuntimeError):
-    """The tracking server does not answer: nothing of the sweep has started."""
+    """The tracking store cannot be used: nothing of the sweep has started."""
+
+
+def check_tracking_store(tracking_uri: str, reading: bool = False) -> None:
+    """A sweep whose runs cannot be written would train for nothing, or fail late after minutes of MLflow's
+    retries: refuse it now, in one line that names the store, the cause and what to do. A tracking server
+    must answer; a SQLite database must be one, in a directory SQLite can write (its journal goes there);
+    MLflow's file store is refused unless MLFLOW_ALLOW_FILE_STORE allows it, as MLflow itself does. With
+    ``reading``, for commands that read a sweep's runs, the store must exist instead: a mistyped path is
+    said, not created empty. Raises TrackingUnavailable."""
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme in ("http", "https"):
+        check_tracking_server(tracking_uri)
+    elif scheme == "sqlite":
+        _check_sqlite(tracking_uri, reading)
+    elif scheme in ("", "file"):
+        _check_file_store(tracking_uri, reading)
+    elif not reading and secret_left(tracking_uri):
+        raise TrackingUnavailable(
+            f"tracking store {shown(tracking_uri)}: a password in a {scheme} URI would be saved with the sweep "
+            "(its Tune state, its directory). Leave it out and let the database driver find it (for MySQL an "
+            "option file, ?read_default_file=~/.my.cnf), or use PostgreSQL (its password is passed as "
+            "PGPASSWORD) or an MLflow tracking server."
+        )
+
+
+def _server_auth() -> dict[str, Any]:
+    """The credentials MLflow's client would send, for the server check's own requests."""
+    user, password, token = (os.environ.get(k) for k in (USERNAME_ENV, PASSWORD_ENV, TOKEN_ENV))
+    if user and password:
+        return {"auth": (user, password)}
+    return {"headers": {"Authorization": f"Bearer {token}"}} if token else {}
 
 
 def check_tracking_server(tracking_uri: str) -> None:
-    """A sweep against a tracking server that does not answer would train for nothing: refuse it now.
-    One request to the server's ``/health`` and one API call, each with a short timeout and no retries
+    """One request to the server's ``/health`` and one API call, each with a short timeout and no retries
     (MLflow's own client retries for minutes before it gives up)."""
-    if urlparse(tracking_uri).scheme not in ("http", "https"):
-        return  # a local store: MLflow creates it
-    base = tracking_uri.rstrip("/")
+    base, auth = tracking_uri.rstrip("/"), _server_auth()
     try:
-        health = requests.get(f"{base}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        health = requests.get(f"{base}/health", timeout=SERVER_CHECK_TIMEOUT_S, **auth)
         api = requests.get(
-            f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=SERVER_CHECK_TIMEOUT_S
+            f"{base}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            timeout=SERVER_CHECK_TIMEOUT_S,
+            **auth,
         )
     except requests.RequestException as e:
         raise TrackingUnavailable(
@@ -92,11 +141,102 @@ def check_tracking_server(tracking_uri: str) -> None:
             f"(e.g. mlflow server --host {urlparse(tracking_uri).hostname} --port {urlparse(tracking_uri).port}), "
             "or pass another --tracking-uri. Nothing has started."
         ) from None
+    if api.status_code in (401, 403):
+        raise TrackingUnavailable(
+            f"the MLflow tracking server {shown(tracking_uri)} refuses this client (HTTP {api.status_code}): give "
+            f"it the right credentials, as user:password@ in the URI or as {USERNAME_ENV}/{PASSWORD_ENV} "
+            f"(or {TOKEN_ENV}). Nothing has started."
+        )
     if health.status_code != 200 or api.status_code != 200:
         raise TrackingUnavailable(
             f"{shown(tracking_uri)} answers, but not as an MLflow tracking server: /health gave HTTP "
             f"{health.status_code}, the experiments API HTTP {api.status_code}. Nothing has started."
         )
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory, as SQLite opens it);
+    None for an in-memory database."""
+    from sqlalchemy.engine import make_url  # how MLflow's store reads the URI
+
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(os.path.abspath(database))
+
+
+def _check_sqlite(tracking_uri: str, reading: bool) -> None:
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return
+    where = f"tracking store {shown(tracking_uri)}"
+    if db.is_dir():
+        raise TrackingUnavailable(f"{where}: {db} is a directory, not a SQLite database file; name a file in it.")
+    if db.exists():
+        try:
+            with open(db, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise TrackingUnavailable(
+                f"{where}: cannot read {db} ({e.strerror}); make it readable, or pass another --tracking-uri."
+            ) from None
+        if head and head != SQLITE_HEADER:  # an empty file is an empty database to SQLite
+            raise TrackingUnavailable(
+                f"{where}: {db} is not a SQLite database (it starts {head[:8]!r}); name the database a sweep "
+                "wrote, or a new file."
+            )
+        if reading:
+            return
+        try:  # opened, not written: a file SQLite could not write fails here, for root too (EROFS)
+            os.close(os.open(db, os.O_RDWR))
+        except OSError as e:
+            raise TrackingUnavailable(
+                f"{where}: cannot write {db} ({e.strerror}); make it writable, or pass another --tracking-uri."
+            ) from None
+    elif reading:
+        raise TrackingUnavailable(
+            f"{where}: there is no database {db}. Pass the --tracking-uri the sweep printed ([sweep] MLflow: "
+            "...), or run this in the directory the sweep ran in; nothing was created."
+        )
+    _check_writable_dir(db.parent, where, "SQLite keeps the database and its journal there")
+
+
+def _check_file_store(tracking_uri: str, reading: bool) -> None:
+    where = f"tracking store {shown(tracking_uri)}"
+    parts = urlparse(tracking_uri)
+    root = Path(os.path.abspath(unquote(parts.path) if parts.scheme else tracking_uri))
+    if not MLFLOW_ALLOW_FILE_STORE.get():
+        raise TrackingUnavailable(
+            f"{where}: MLflow {version('mlflow')} refuses its file store (a directory of runs, as ./mlruns) "
+            "unless MLFLOW_ALLOW_FILE_STORE=true. Use a database: --tracking-uri sqlite:///mlflow.db "
+            f"(`mlflow migrate-filestore` moves runs already in {root} into one), or set MLFLOW_ALLOW_FILE_STORE=true."
+        )
+    if reading and not root.is_dir():
+        raise TrackingUnavailable(f"{where}: there is no directory {root}; nothing was created.")
+    existing = next(p for p in (root, *root.parents) if p.exists())  # MLflow makes the rest
+    _check_writable_dir(existing, where, "MLflow's file store writes every run there")
+
+
+def _check_writable_dir(directory: Path, where: str, why: str) -> None:
+    """A real write (a file made and removed), not permission bits: root passes those on a read-only mount."""
+    if not directory.exists():
+        raise TrackingUnavailable(
+            f"{where}: the directory {directory} does not exist ({why}); create it (mkdir -p {directory}) or "
+            "pass another --tracking-uri."
+        )
+    if not directory.is_dir():
+        raise TrackingUnavailable(f"{where}: {directory} is not a directory; pass another --tracking-uri.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".cvsweep-write-check-"):
+            pass
+    except OSError as e:
+        raise TrackingUnavailable(
+            f"{where}: cannot write in {directory} ({e.strerror}; {why}). Make it writable, or pass a "
+            "--tracking-uri in a writable directory."
+        ) from None
 
 
 def ui_hint(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:

@@ -19,6 +19,8 @@ than its last logged epoch replays those epochs).
 from __future__ import annotations
 
 import collections
+import os
+import pickle
 import tempfile
 import threading
 import time
@@ -46,6 +48,7 @@ from sweeps.config import trial_params
 from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
 from trainables import detection as D
 from trainables import metrics as M
+from trainables.config import TrialConfig
 from trainables.models import build_model, family_of
 from trainables.trainable import STATE_FILE
 
@@ -53,10 +56,14 @@ INFO_PREFIX = "info/"  # per-trial facts the trainable reports (input size, devi
 MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
 MODEL_ID_TAG = "model_id"  # the trial's model logged with MLflow's PyTorch flavour (models:/<id>)
 RETRY_S = 5.0  # pause between attempts while the tracking store refuses a write
-PERMANENT_ATTEMPTS = 3  # a write that fails for another reason than an unreachable store, this often, is dropped
+PERMANENT_ATTEMPTS = 3  # a write that fails for another reason than an unreachable store, this often, is set aside
+MAX_REFUSALS_SHOWN = 3  # refused writes quoted in the end-of-sweep error; the rest are counted
 # MLflow error codes of a store that is there but cannot answer now; any other MlflowException is a refusal.
 TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
 REPORT_EVERY_S = 30.0  # how often a waiting flush says what it waits for
+# In the sweep directory: writes the store refused or never took by the sweep's end, for --resume to deliver.
+# Tune saves the experiment's state before it ends the callbacks, so what fails at the end needs a file of its own.
+UNSENT_FILE = "unsent_mlflow_writes.pkl"
 
 
 def log(msg: str) -> None:
@@ -89,13 +96,20 @@ class MlflowTrialCallback(Callback):
     history_metric: str = M.VAL_ACC  # read back to find the last epoch a run already has
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_name: str, flush_timeout_s: float = 900
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        sweep_name: str,
+        flush_timeout_s: float = 900,
+        sweep_dir: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sweep_name = sweep_name
         self.flush_timeout_s = flush_timeout_s  # how long the end of a sweep waits for an absent server
+        self.sweep_dir = sweep_dir  # where writes not made by the sweep's end are kept for --resume
         self._runs: dict[str, str] = {}  # trial id -> run id, a cache of what the tags say
         self._pending: collections.deque[dict] = collections.deque()  # writes not made yet, oldest first
         self._init_runtime()
@@ -107,32 +121,60 @@ class MlflowTrialCallback(Callback):
         self._last_step: dict[str, int] = {}  # run id -> last epoch in its history
         self._info_logged: set[str] = set()  # run ids whose trial facts are logged
         self._error: str | None = None  # the last failed write, while it is being retried
-        self._dropped: list[str] = []  # writes the store refused for good, for the end-of-sweep error
+        self._dropped: list[str] = []  # what the store said when it refused a write, for the end-of-sweep error
+        self._refused: list[dict] = []  # those writes, kept to be tried again by a resumed sweep
         self._samples: list | None = None  # the sweep's sample images (analysis.samples), read once
         self._ended: set[str] = set()  # trials that completed or failed for good while this process ran
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
-        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "_runs")
+        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "sweep_dir", "_runs")
         return {**{k: self.__dict__[k] for k in keep}, "_pending": list(self._pending)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("sweep_dir", None)
         self._pending = collections.deque(state["_pending"])
         self._init_runtime()
 
     # Tune saves this with every experiment snapshot and hands it back on Tuner.restore.
     def get_state(self) -> dict:
-        with self._cv:
-            return {"runs": dict(self._runs), "pending": list(self._pending)}
+        with self._cv:  # refused writes first: they are older than any still queued
+            return {"runs": dict(self._runs), "pending": [*self._refused, *self._pending]}
 
     def set_state(self, state: dict) -> None:
+        unsent = self._read_unsent()  # written after Tune's last save of this state: the newer account
         with self._cv:
             self._runs = dict(state["runs"])
-            self._pending = collections.deque(state["pending"])
+            self._pending = collections.deque(state["pending"] if unsent is None else unsent)
         if self._pending:
             log(f"{len(self._pending)} writes saved with the sweep's state are delivered now")
             self._start()
+
+    def _unsent_path(self) -> Path | None:
+        return Path(self.sweep_dir) / UNSENT_FILE if self.sweep_dir else None
+
+    def _read_unsent(self) -> list[dict] | None:
+        path = self._unsent_path()
+        if path is None or not path.is_file():
+            return None
+        with path.open("rb") as f:
+            return pickle.load(f)  # the sweep's own file, beside Tune's pickled state in the same directory
+
+    def _keep_unsent(self) -> None:
+        """Every write not made, refused ones first, into the sweep directory (readable by its owner only),
+        where a resumed sweep finds them; the file goes once a sweep has made every write."""
+        path = self._unsent_path()
+        if path is None:
+            return
+        unsent = [*self._refused, *self._pending]
+        if not unsent:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_suffix(".tmp")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            pickle.dump(unsent, f)
+        tmp.replace(path)
 
     @property
     def client(self) -> MlflowClient:
@@ -185,16 +227,22 @@ class MlflowTrialCallback(Callback):
         for trial in trials:
             if trial.trial_id not in self._ended:
                 self._put("interrupted", trial)
-        if not self.flush(self.flush_timeout_s):
+        flushed = self.flush(self.flush_timeout_s)
+        with self._cv:
+            self._keep_unsent()
+        if not flushed:
             raise TrackingIncomplete(
                 f"{len(self._pending)} MLflow writes could not be made in {self.flush_timeout_s:g} s "
                 f"(last error: {self._error}). They are saved with the sweep's state: once {self.tracking_uri} "
                 "answers again, resume the sweep (--resume) to deliver them."
             )
         if self._dropped:
+            shown = "; ".join(self._dropped[:MAX_REFUSALS_SHOWN])
+            extra = len(self._dropped) - MAX_REFUSALS_SHOWN
+            more = f"; and {extra} more" if extra > 0 else ""
             raise TrackingIncomplete(
-                f"{len(self._dropped)} MLflow writes were refused by {self.tracking_uri} and are missing from "
-                "their runs: " + "; ".join(self._dropped)
+                f"{len(self._dropped)} MLflow writes were refused by {self.tracking_uri}: {shown}{more}. "
+                "What the trials trained is kept: once the cause is fixed, resume the sweep (--resume) to deliver them."
             )
 
     # ---- the writer thread -------------------------------------------------------------------------
@@ -244,8 +292,9 @@ class MlflowTrialCallback(Callback):
                 failures += 1
                 error = f"{type(e).__name__}: {str(e)[:300]}"
                 if not transient(e) and failures >= PERMANENT_ATTEMPTS:
-                    log(f"error: {what} refused {failures} times, dropped: {error}")
+                    log(f"error: {what} refused {failures} times, kept for --resume: {error}")
                     self._dropped.append(f"{what}: {error}")
+                    self._refused.append(op)
                     self._error = None
                     return
                 if error != self._error or failures % 12 == 0:
@@ -370,7 +419,8 @@ class MlflowTrialCallback(Callback):
         confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), and the
         model in MLflow's PyTorch flavour."""
         best, info, name = state["best"], state["info"], run_name(op["config"])
-        model = build_model(op["config"]["arch"], info["num_classes"], op["config"].get("img_size"), "none")
+        cfg = TrialConfig.from_dict(op["config"])  # what the recipe left out at its default, as the trial had it
+        model = build_model(cfg.arch, info["num_classes"], cfg.img_size, "none")
         model.load_state_dict(best["model"])
         model.eval()
         history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
@@ -380,7 +430,7 @@ class MlflowTrialCallback(Callback):
             torch.save(
                 {
                     "model": best["model"],
-                    "arch": op["config"]["arch"],
+                    "arch": cfg.arch,
                     "num_classes": info["num_classes"],
                     "input_size": info["input_size"],
                     "classes": best["classes"],
@@ -396,7 +446,7 @@ class MlflowTrialCallback(Callback):
             files.append(write_per_class(best["test_report"], best["classes"], out))
             files.append(write_predictions(best["test_report"], best["classes"], out))
             files.append(write_learning_curves(history, out, name))
-            files += self._gradcam(run_id, op["config"]["arch"], model, state, out, name)
+            files += self._gradcam(run_id, cfg.arch, model, state, out, name)
             for f in files:
                 self.client.log_artifact(run_id, str(f), "evidence")
         if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:

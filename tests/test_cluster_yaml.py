@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from ray.autoscaler._private.util import fillout_defaults, validate_config
+from ray.autoscaler._private.util import fillout_defaults, merge_setup_commands, validate_config
 
 from tests.conftest import REPO
 
@@ -38,6 +38,19 @@ def test_token_auth_is_on_for_every_ray_process_and_the_token_is_shipped(config)
         assert all(c.startswith("RAY_AUTH_MODE=token ray ") for c in config[key] if " ray " in f" {c}")
     assert any("export RAY_AUTH_MODE=token" in c for c in config["setup_commands"])  # drivers started in a shell
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+
+
+@pytest.mark.parametrize("role", ["head", "worker"])
+def test_every_nodes_copy_of_the_token_is_made_owner_only_after_each_sync_before_ray_starts(config, role):
+    # Ray's updater syncs the file mounts (rsync -a: the local file's mode, 0644 as Ray writes it), then runs
+    # the node's setup commands if its config changed, then its Ray start commands: both must make it 0600.
+    (token,) = [remote for remote in config["file_mounts"] if remote.endswith("auth_token")]
+    commands = merge_setup_commands(dict(config))
+    owner_only = re.compile(rf"(^|&&|;)\s*chmod (0?600|go-rwx) {re.escape(token)}\s*($|&&|;)")
+    setup, start = commands[f"{role}_setup_commands"], commands[f"{role}_start_ray_commands"]
+    assert owner_only.search(setup[0]), setup  # before anything else the node runs
+    first_ray = next(i for i, c in enumerate(start) if " ray " in f" {c}")
+    assert any(owner_only.search(c) for c in start[: first_ray + 1]), start
 
 
 def test_the_mlflow_server_starts_on_the_head_on_localhost_with_artifacts_in_object_storage(config):

@@ -1,8 +1,10 @@
-"""Image data: the embedded digits default, a user's ImageFolder directory, and the one split of each.
+"""Image data: the embedded digits default, a user's image folder, and the one split of each.
 
 Both sources end as the same ``DatasetSplits``: images (in memory or as file paths) and integer labels
-for train/val/test, split once, stratified, with a fixed seed. The split is made by the driver before
-any trial starts and shipped to every trial, so all trials of a sweep see exactly the same images.
+for train/val/test, split once, stratified, with a fixed seed, or as the folder's train/val/test
+folders give them. The split is made by the driver before any trial starts and shipped to every
+trial, so all trials of a sweep see exactly the same images. Every entry of a folder that is not
+used is listed with why (``DatasetSplits.ignored``).
 A folder's files are decoded once, by the driver's check of every file; while they fit the budget
 (``decode_cache_mb``) the decoded pixels travel with the split, so trials never decode a file again.
 """
@@ -28,6 +30,34 @@ BACKGROUND = (255, 255, 255)  # what transparent pixels become: images are compo
 MAX_LISTED = 20  # bad files named in one error message; the rest are counted
 SCAN_PROGRESS_EVERY = 5000  # images between progress lines while checking a folder
 DECODE_CACHE_MB = 2048  # default budget for a folder's decoded pixels kept in memory (Ray's object store)
+# The files a folder's images are read from: torchvision's IMG_EXTENSIONS (ImageFolder's list) and GIF,
+# whose first frame is the image (as for animated WebP and multi-page TIFF). Matched case-insensitively.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+# Entries that operating systems, archivers and NAS boxes leave in folders: never an image, never a class.
+SYSTEM_NAMES = {
+    ".ds_store": "macOS Finder metadata",
+    "__macosx": "macOS archive metadata",
+    "thumbs.db": "Windows thumbnail cache",
+    "desktop.ini": "Windows folder settings",
+    "$recycle.bin": "Windows recycle bin",
+    "system volume information": "Windows system folder",
+    "@eadir": "Synology thumbnails",
+    "lost+found": "file system recovery folder",
+}
+# A top level made of these folders (any case) is a dataset already split: root/<split>/<class>/<image>.
+SPLITS = ("train", "val", "test")
+SPLIT_FOLDER_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+LAYOUT_CLASS_FOLDERS = "class folders, split by the sweep"
+LAYOUT_GIVEN = "train/val/test folders as given"
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -164,12 +194,23 @@ class DatasetSplits:
     val: ImageSamples
     test: ImageSamples
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem) left out: --skip-bad-images
-    duplicates: int = 0  # files identical to another of the same class, kept in that one's split
+    duplicates: int = 0  # files identical to another of the same class, kept in its split when the sweep splits
     decode_note: str = ""  # where the trials get their pixels: from memory, or from the files and why
+    layout: str = "split by the sweep"  # LAYOUT_CLASS_FOLDERS, or which split folders were used as given
+    split_note: str = ""  # how train/val/test were made, in words: fractions and seed, or the folders used
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of every entry not used
+    cross_split_copies: list[tuple[str, str]] = field(default_factory=list)  # identical files in two splits
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def ignored_by_kind(self) -> dict[str, int]:
+        """How many entries were not used for each kind of reason (its words before the first '(' or ':')."""
+        counts: dict[str, int] = defaultdict(int)
+        for _, why in self.ignored:
+            counts[why.split(" (")[0].split(":")[0]] += 1
+        return dict(counts)
 
     def summary(self) -> dict[str, int | str]:
         return {
@@ -183,6 +224,10 @@ class DatasetSplits:
             "duplicate_images": self.duplicates,
             "images_in_memory": isinstance(self.train.images, np.ndarray) or self.train.decoded is not None,
             "data_decoding": self.decode_note,
+            "data_layout": self.layout,
+            "data_split": self.split_note,
+            "ignored_files": len(self.ignored),
+            "cross_split_copies": len(self.cross_split_copies),
         }
 
 
@@ -258,6 +303,7 @@ def load_digits(val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0) 
         val=_take(images, labels, va),
         test=_take(images, labels, te),
         decode_note="the bundled digits are held in memory",
+        split_note=f"split by the sweep: stratified, val_frac={val_frac}, test_frac={test_frac}, seed {seed}",
     )
 
 
@@ -307,6 +353,11 @@ def _bad_images_message(bad: list[tuple[str, str]], where: str) -> str:
     )
 
 
+def _expand(groups: list[list[int]], picked) -> np.ndarray:
+    """The file indices of the groups at ``picked``."""
+    return np.sort(np.concatenate([np.asarray(groups[j], dtype=np.int64) for j in picked]))
+
+
 def grouped_split(
     labels: np.ndarray, groups: list[list[int]], val_frac: float, test_frac: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,8 +365,328 @@ def grouped_split(
     others, so no image is both trained and tested on."""
     firsts = np.asarray([g[0] for g in groups])
     tr, va, te = stratified_split(labels[firsts], val_frac, test_frac, seed)
-    expand = lambda picked: np.sort(np.concatenate([np.asarray(groups[j]) for j in picked]))  # noqa: E731
-    return expand(tr), expand(va), expand(te)
+    return _expand(groups, tr), _expand(groups, va), _expand(groups, te)
+
+
+def _hidden(name: str) -> str | None:
+    """What a hidden or system entry is, or None for an ordinary name. AppleDouble files (``._photo.jpg``)
+    are the macOS metadata that copying to a non-Mac disk or a zip leaves beside every file."""
+    if name.startswith("._"):
+        return "macOS AppleDouble metadata"
+    if name.lower() in SYSTEM_NAMES:
+        return SYSTEM_NAMES[name.lower()]
+    if name.startswith("."):
+        return "name starts with '.'"
+    return None
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _FolderWalk:
+    """Lists a data folder's image files, and every other entry with why it is not used.
+
+    ImageFolder's scan is not used: it walks with ``followlinks=True``, so a link that leads back into
+    the folder (``loop -> .``) repeats a class until the paths get too long, and a link into another class
+    files its images twice; it takes hidden and system folders (``__MACOSX``) for classes, and leaves other
+    files out without a word. Here a symbolic link is followed only when it leads out of the data folder,
+    into a folder not scanned yet; a file reached twice through links is used once."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root  # a real path
+        self.ignored: list[tuple[str, str]] = []  # (path, why)
+        self.scanned: dict[str, str] = {root: root}  # real path of each folder scanned -> the path scanned as
+        self.real: dict[str, str] = {root: root}  # the other way round: no realpath() call (lstat per part) per file
+        self.used: dict[str, str] = {}  # real path of each file used -> the path it is used as
+
+    def real_path(self, folder: str, entry: os.DirEntry) -> str:
+        if entry.is_symlink():
+            return os.path.realpath(os.path.join(folder, entry.name))
+        return os.path.join(self.real[folder], entry.name)
+
+    def enter(self, path: str, real: str) -> None:
+        self.scanned[real] = path
+        self.real[path] = real
+
+    def entries(self, folder: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            self.ignored.append((folder, f"folder cannot be read ({e.strerror or e})"))
+            return []
+
+    def skip(self, path: str, entry: os.DirEntry, real: str) -> str | None:
+        """Why this entry is not used, before looking inside it; None: it may be."""
+        if what := _hidden(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                inside = sum(len(names) for _, _, names in os.walk(path))
+                return f"hidden or system folder ({what}; {inside} file(s) inside, none used)"
+            return f"hidden or system {'folder' if entry.is_dir() else 'file'} ({what})"
+        if entry.is_symlink():
+            return self.link(path, real)
+        if not entry.is_dir() and not entry.is_file():
+            return "not a regular file"
+        if entry.is_dir() and real in self.scanned:  # a bind mount, or reached first through a followed link
+            return f"folder already scanned as {self.scanned[real]}"
+        return None
+
+    def link(self, path: str, real: str) -> str | None:
+        """Why a symbolic link to ``real`` is not followed; None: follow it. A broken link is kept, as a
+        file, so that the image check names it as unreadable."""
+        if not os.path.exists(real):
+            return None
+        points = f"symbolic link not followed: it points to {real}"
+        if _within(os.path.realpath(os.path.dirname(path)), real):
+            return f"{points}, a folder that holds the link (a loop)"
+        if real == self.root:
+            return f"{points}, the data folder itself (a loop)"
+        if _within(real, self.root):
+            return f"{points}, inside the data folder (its files are used where they are, once)"
+        if _within(self.root, real):
+            return f"{points}, a folder that holds the data folder (a loop)"
+        if real in self.scanned:
+            return f"{points}, a folder already scanned as {self.scanned[real]}"
+        return None
+
+    def file(self, path: str, real: str) -> str | None:
+        """Why a file is not used; None: it is (it is then remembered, to be used once)."""
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in IMAGE_EXTENSIONS:
+            return f"extension not supported ({ext or 'none'})"
+        if real in self.used:
+            return f"reached twice through symbolic links: the same file as {self.used[real]}, used once"
+        self.used[real] = path
+        return None
+
+    def folders(self, top: str) -> dict[str, str]:
+        """The folders directly in ``top``, name -> path, sorted by name; files there are not in a class."""
+        found = {}
+        for entry in self.entries(top):
+            path, real = os.path.join(top, entry.name), self.real_path(top, entry)
+            if why := self.skip(path, entry, real):
+                self.ignored.append((path, why))
+            elif entry.is_dir():
+                self.enter(path, real)
+                found[entry.name] = path
+            else:
+                self.ignored.append((path, "not in a class folder"))
+        return found
+
+    def files(self, top: str) -> list[str]:
+        """Every image file under ``top``, sorted by folder and then name, as ImageFolder orders them."""
+        found: list[tuple[str, str]] = []
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            for entry in self.entries(folder):
+                path, real = os.path.join(folder, entry.name), self.real_path(folder, entry)
+                if why := self.skip(path, entry, real):
+                    self.ignored.append((path, why))
+                elif entry.is_dir():
+                    self.enter(path, real)
+                    stack.append(path)
+                elif why := self.file(path, real):
+                    self.ignored.append((path, why))
+                else:
+                    found.append((folder, entry.name))
+        return [os.path.join(folder, name) for folder, name in sorted(found)]
+
+
+@dataclass(frozen=True)
+class FolderFiles:
+    """A data folder's image files before any is opened: each one's class and, in a folder already split,
+    its split; and every entry not used, with why."""
+
+    paths: list[str]
+    labels: np.ndarray  # int64, index into classes
+    classes: list[str]
+    split_folders: dict[str, str]  # split ("train", "val", "test") -> its folder's name; empty: class folders
+    splits: np.ndarray  # int64, index into SPLITS of each file's split folder (0 for class folders)
+    ignored: list[tuple[str, str]]  # (path, why), sorted by path
+
+
+def _split_folders(top: dict[str, str], where: str) -> dict[str, str]:
+    """split -> folder name, in SPLITS order, when the top level is a train/val/test layout; {} when it is
+    class folders. A top level that mixes the two, or lacks train, is refused."""
+    named: dict[str, str] = {}
+    for name in top:
+        split = SPLIT_FOLDER_NAMES.get(name.lower())
+        if split in named:
+            raise ValueError(f"{where}: {named[split]}/ and {name}/ are both {split} folders; keep one.")
+        if split:
+            named[split] = name
+    if not named:
+        return {}
+    others = [name for name in top if name not in named.values()]
+    splits = ", ".join(f"{n}/" for n in named.values())
+    if others:
+        raise ValueError(
+            f"{where}: the top level mixes split folders ({splits}) with other folders ({', '.join(others)}). "
+            "Put every class folder inside the split folders (root/train/<class>/<image>, with val/ and test/ "
+            "beside train/), or use only class folders (root/<class>/<image>) for the sweep to split; "
+            "rename a class folder that is named like a split."
+        )
+    if "train" not in named:
+        raise ValueError(
+            f"{where}: split folders {splits} but no train folder (train/ or training/): the classes and the "
+            "training images come from it. Add it, or use class folders (root/<class>/<image>) for the sweep to split."
+        )
+    return {s: named[s] for s in SPLITS if s in named}
+
+
+def _no_empty_class(by_class: dict[str, list[str]], dirs: dict[str, str], ignored, where: str) -> None:
+    """A class folder without a single image file is refused, with what it holds instead."""
+    empty = [c for c, files in by_class.items() if not files]
+    if not empty:
+        return
+    inside = [(p, why) for p, why in ignored if any(_within(p, dirs[c]) for c in empty)]
+    raise FileNotFoundError(
+        f"{where}: Found no valid file for the classes {', '.join(empty)}. "
+        f"Supported extensions are: {', '.join(IMAGE_EXTENSIONS)}{_not_used_listing(inside)}"
+    )
+
+
+def scan_folder(root: Path, where: str) -> FolderFiles:
+    """What is in ``root``: class folders (``root/<class>/<image>``), or split folders holding them
+    (``root/train/<class>/<image>`` with val/ and/or test/ beside it; see ``SPLIT_FOLDER_NAMES``).
+    Classes are the class folders (of train/), sorted by name as ImageFolder sorts them."""
+    walk = _FolderWalk(str(root))
+    top = walk.folders(str(root))
+    named = _split_folders(top, where)
+    if not top:
+        raise FileNotFoundError(
+            f"{where}: no class folders (expected root/<class>/<image>, or root/train/<class>/<image> "
+            f"with val/ and test/ beside it){_not_used_listing(walk.ignored)}"
+        )
+    dirs = {s: walk.folders(top[name]) for s, name in named.items()} if named else {"train": top}
+    classes = list(dirs["train"])
+    if not classes:
+        raise FileNotFoundError(f"{where}: no class folders in {named['train']}/ (expected <class>/<image> there).")
+    for s in ("val", "test"):
+        if extra := [c for c in dirs.get(s, {}) if c not in dirs["train"]]:
+            raise ValueError(
+                f"{where}: {named[s]}/ has classes that {named['train']}/ lacks: {', '.join(extra)}. A model learns "
+                f"only the classes it trains on: add their images to {named['train']}/, or remove these folders."
+            )
+    paths: list[str] = []
+    labels: list[int] = []
+    splits: list[int] = []
+    for k, s in enumerate(SPLITS):
+        if s not in dirs:
+            continue
+        by_class = {c: walk.files(dirs[s][c]) if c in dirs[s] else [] for c in classes}
+        if s == "train":
+            _no_empty_class(by_class, dirs[s], walk.ignored, where + (f" ({named['train']}/)" if named else ""))
+        for y, c in enumerate(classes):
+            paths += by_class[c]
+            labels += [y] * len(by_class[c])
+            splits += [k] * len(by_class[c])
+    return FolderFiles(
+        paths=paths,
+        labels=np.asarray(labels, dtype=np.int64),
+        classes=classes,
+        split_folders=named,
+        splits=np.asarray(splits, dtype=np.int64),
+        ignored=sorted(walk.ignored),
+    )
+
+
+def _not_used_listing(ignored: list[tuple[str, str]]) -> str:
+    if not ignored:
+        return ""
+    listed = "; ".join(f"{p}: {why}" for p, why in sorted(ignored)[:MAX_LISTED])
+    more = f"; ... and {len(ignored) - MAX_LISTED} more" if len(ignored) > MAX_LISTED else ""
+    return f". Not used: {listed}{more}"
+
+
+def _carve(labels: np.ndarray, groups: list[list[int]], frac: float, seed: int, what: str, where: str):
+    """Split groups of identical files in two, stratified: (the rest, ``frac`` of the groups as ``what``)."""
+    firsts = np.asarray([g[0] for g in groups])
+    try:
+        rest, carved = train_test_split(
+            np.arange(len(groups)), test_size=frac, stratify=labels[firsts], random_state=seed
+        )
+    except ValueError as e:  # scikit-learn: a class too small to be in both parts
+        raise ValueError(f"{where}: cannot carve {what} out of the training images: {e}") from None
+    return _expand(groups, rest), _expand(groups, carved)
+
+
+def split_given(
+    files: FolderFiles, groups: list[list[int]], val_frac: float, test_frac: float, seed: int, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """train/val/test as the split folders give them (readable files only). A missing val or test is carved
+    from train: ``val_frac`` or ``test_frac`` of all the images, stratified, copies of an image together."""
+    readable = np.sort(np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]))
+    parts = {s: readable[files.splits[readable] == k] for k, s in enumerate(SPLITS)}
+    lacking = []
+    for s, name in files.split_folders.items():
+        counts = np.bincount(files.labels[parts[s]], minlength=len(files.classes))
+        if missing := [files.classes[c] for c in np.flatnonzero(counts == 0)]:
+            lacking.append(f"{name}/ has no readable images of {', '.join(missing)}")
+    if lacking:
+        raise ValueError(
+            f"{where}: {'; '.join(lacking)}. Every class needs images in every split (a class missing from "
+            "validation or test scores 0 and drags the macro averages down): add some, or remove that val or "
+            "test folder for the sweep to carve it out of train."
+        )
+    for s, frac in (("val", val_frac), ("test", test_frac)):
+        if s in files.split_folders:
+            continue
+        train_groups = [kept for g in groups if (kept := [i for i in g if files.splits[i] == 0])]
+        share = frac * len(readable) / len(parts["train"])  # of the training images: frac of all of them
+        if share >= 1:
+            raise ValueError(f"{where}: {s}_frac={frac} of all {len(readable)} images is more than train holds.")
+        parts["train"], parts[s] = _carve(files.labels, train_groups, share, seed, s, where)
+    return parts["train"], parts["val"], parts["test"]
+
+
+def _describe_split(named: dict[str, str], val_frac: float, test_frac: float, seed: int) -> tuple[str, str]:
+    """(layout, how the splits were made) in words, for the sweep's log and its run's params."""
+    swept = f"stratified, val_frac={val_frac}, test_frac={test_frac}, seed {seed}"
+    if not named:
+        return LAYOUT_CLASS_FOLDERS, f"class folders split by the sweep: {swept}"
+    if len(named) == 1:
+        return f"{named['train']}/ only, split by the sweep", f"only {named['train']}/ given: {swept}"
+    folders = ", ".join(f"{n}/" for n in named.values())
+    if len(named) == 3:
+        return LAYOUT_GIVEN, f"split folders {folders} used as given (val_frac and test_frac do not apply)"
+    carved = "val" if "val" not in named else "test"
+    frac = val_frac if carved == "val" else test_frac
+    unused = "test_frac" if carved == "val" else "val_frac"
+    return (
+        f"{'/'.join(named)} folders as given, {carved} carved from train",
+        f"split folders {folders} used as given; {carved} carved from {named['train']}/: {carved}_frac={frac} of "
+        f"all images, stratified, seed {seed} ({unused} does not apply)",
+    )
+
+
+def _cross_split_copies(groups: list[list[int]], paths: list[str], parts) -> list[tuple[str, str]]:
+    """(a file, an identical file in a later split) for each image in more than one split."""
+    split_of = np.full(len(paths), -1)
+    for k, idx in enumerate(parts):
+        split_of[idx] = k
+    copies = []
+    for g in groups:
+        first: dict[int, int] = {}
+        for i in g:
+            first.setdefault(int(split_of[i]), i)
+        ks = sorted(first)
+        copies += [(paths[first[ks[0]]], paths[first[k]]) for k in ks[1:]]
+    return copies
+
+
+def _decode_note(scan: ScanResult, decode_cache_mb: float) -> str:
+    mb = scan.decoded_bytes / 2**20
+    if scan.decoded is not None:
+        return f"{mb:.1f} MB of decoded pixels held in memory: trials do not decode the files again"
+    if decode_cache_mb <= 0:
+        return "decode_cache_mb is 0: every trial decodes the files each epoch"
+    return (
+        f"decoded, the images take {mb:.1f} MB, over decode_cache_mb={decode_cache_mb:g}: every trial decodes "
+        "the files each epoch (raise decode_cache_mb if the nodes have the memory)"
+    )
 
 
 def load_image_folder(
@@ -327,54 +698,48 @@ def load_image_folder(
     progress=None,
     decode_cache_mb: float = DECODE_CACHE_MB,
 ) -> DatasetSplits:
-    """A user's directory in torchvision's ImageFolder layout: ``root/<class name>/<image file>``.
+    """A user's image folder: class folders, ``root/<class name>/<image file>`` (split here), or a dataset
+    already split, ``root/train/<class name>/<image file>`` with ``val/`` and/or ``test/`` beside it.
 
-    torchvision scans the tree (class names sorted, the usual image extensions); every file is then
-    opened and decoded once. Unreadable files stop the sweep with their names, or with ``skip_bad`` are
-    left out and listed in ``DatasetSplits.skipped``. Identical files go to the same split. When all the
+    ``scan_folder`` lists the images (``IMAGE_EXTENSIONS``) and names every other entry in
+    ``DatasetSplits.ignored``; every image is then opened and decoded once. Unreadable files stop the sweep
+    with their names, or with ``skip_bad`` are left out and listed in ``DatasetSplits.skipped``. Identical
+    files go to the same split (given split folders may hold copies: ``cross_split_copies``). When all the
     decoded pixels take at most ``decode_cache_mb`` megabytes they are kept with the split (0: never),
     so trials read pixels instead of decoding files every epoch; ``decode_note`` says which it is.
     """
-    from torchvision.datasets import ImageFolder
-
     root = Path(root).expanduser().resolve()
     where = f"--data {root}"
     if not root.is_dir():
         raise FileNotFoundError(f"{where}: no such directory (expected root/<class>/<image>).")
-    try:
-        folder = ImageFolder(str(root))
-    except FileNotFoundError as e:  # torchvision: no class folders, or a class folder with no images
-        raise FileNotFoundError(f"{where}: {e}") from None
-    paths = [p for p, _ in folder.samples]
-    labels = np.asarray([y for _, y in folder.samples], dtype=np.int64)
-    scan = scan_images(paths, labels, folder.classes, where, progress, keep_mb=decode_cache_mb)
+    files = scan_folder(root, where)
+    paths, labels, classes = files.paths, files.labels, files.classes
+    scan = scan_images(paths, labels, classes, where, progress, keep_mb=decode_cache_mb)
     if scan.bad and not skip_bad:
         raise BadImagesError(_bad_images_message(scan.bad, where))
     groups = list(scan.groups.values())  # unreadable files are in no group, so in no split
-    distinct = np.asarray([g[0] for g in groups], dtype=np.int64)
-    left_out = f" (distinct readable images; {len(scan.bad)} unreadable left out)" if scan.bad else ""
-    _check_split_sizes(labels[distinct], folder.classes, val_frac, test_frac, where + left_out)
-    tr, va, te = grouped_split(labels, groups, val_frac, test_frac, seed)
-    mb = scan.decoded_bytes / 2**20
-    if scan.decoded is not None:
-        note = f"{mb:.1f} MB of decoded pixels held in memory: trials do not decode the files again"
-    elif decode_cache_mb <= 0:
-        note = "decode_cache_mb is 0: every trial decodes the files each epoch"
+    if len(files.split_folders) > 1:
+        tr, va, te = split_given(files, groups, val_frac, test_frac, seed, where)
     else:
-        note = (
-            f"decoded, the images take {mb:.1f} MB, over decode_cache_mb={decode_cache_mb:g}: every trial decodes "
-            "the files each epoch (raise decode_cache_mb if the nodes have the memory)"
-        )
+        distinct = np.asarray([g[0] for g in groups], dtype=np.int64)
+        left_out = f" (distinct readable images; {len(scan.bad)} unreadable left out)" if scan.bad else ""
+        _check_split_sizes(labels[distinct], classes, val_frac, test_frac, where + left_out)
+        tr, va, te = grouped_split(labels, groups, val_frac, test_frac, seed)
+    layout, split_note = _describe_split(files.split_folders, val_frac, test_frac, seed)
     return DatasetSplits(
         name=root.name,
         source=str(root),
-        classes=list(folder.classes),
+        classes=classes,
         train=_take(paths, labels, tr, scan.decoded),
         val=_take(paths, labels, va, scan.decoded),
         test=_take(paths, labels, te, scan.decoded),
         skipped=scan.bad,
         duplicates=sum(len(g) - 1 for g in groups),
-        decode_note=note,
+        decode_note=_decode_note(scan, decode_cache_mb),
+        layout=layout,
+        split_note=split_note,
+        ignored=files.ignored,
+        cross_split_copies=_cross_split_copies(groups, paths, (tr, va, te)),
     )
 
 
@@ -387,7 +752,7 @@ def load_splits(
     progress=None,
     decode_cache_mb: float = DECODE_CACHE_MB,
 ) -> DatasetSplits:
-    """``None`` or ``"digits"``: the embedded default; anything else: an ImageFolder directory."""
+    """``None`` or ``"digits"``: the embedded default; anything else: an image folder (``load_image_folder``)."""
     if data in (None, DIGITS):
         return load_digits(val_frac, test_frac, seed)
     return load_image_folder(

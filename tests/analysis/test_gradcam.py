@@ -61,3 +61,35 @@ def test_heatmaps_of_a_trained_model_have_its_input_size_and_are_not_constant(di
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = np.load(npz)
     assert saved["maps"].shape == heat.maps.shape and list(saved["true"]) == [s.label for s in samples]
+
+
+def test_the_heatmap_figure_names_classes_in_any_script_and_shows_by_index_those_no_font_has(tmp_path, monkeypatch):
+    import warnings
+
+    import pandas as pd
+    from matplotlib import font_manager
+    from PIL import Image
+
+    from analysis.evidence import CLASS_NAMES_CSV, _charmap
+    from analysis.gradcam import Heatmaps
+
+    cat = "\u732b"  # Chinese: as if no installed font had it
+    fonts = [e for e in font_manager.fontManager.ttflist if ord(cat) not in _charmap(e.fname, getattr(e, "index", 0))]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", fonts)
+    classes = ["\u043a\u043e\u0448\u043a\u0430", cat]  # Cyrillic: DejaVu Sans has it
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"{i}.png", Image.new("RGB", (8, 8)), i % 2) for i in range(4)]
+    heat = Heatmaps(
+        rng.random((4, 16, 16), dtype=np.float32),
+        rng.random((4, 16, 16, 3), dtype=np.float32),
+        np.array([0, 1, 1, 0]),
+        np.full(4, 0.9),
+        "layer2 (4x4 map)",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png, npz, names = write_gradcam(heat, samples, classes, tmp_path, "resnet18")
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "missing from font" in m], said
+    assert any("no installed font has the characters" in m and "1: " in m for m in said), said
+    assert names.name == CLASS_NAMES_CSV and pd.read_csv(names)["name"].tolist() == classes

@@ -109,3 +109,19 @@ def test_a_bad_model_reference_is_refused_with_what_is_allowed(store, photos, ca
     assert main([str(root), "--model", "models:/nope/1"]) == 2
     assert "error: --model models:/nope/1: not found" in capsys.readouterr().err
     assert main([str(root), "--top-k", "0"]) == 2
+
+
+def test_a_mistyped_store_is_named_and_never_created(photos, tmp_path, capsys):
+    """predict and export only read a sweep's store: a path that holds none is said, not made an empty one."""
+    from analysis.export import main as export
+
+    root, _ = photos
+    typo = tmp_path / "mlflw.db"
+    try:
+        assert main([str(root), "--tracking-uri", f"sqlite:///{typo}"]) == 2
+        assert export(["--tracking-uri", f"sqlite:///{typo}"]) == 2
+    finally:
+        mlflow.set_tracking_uri(None)
+    err = capsys.readouterr().err
+    assert err.count(f"error: tracking store sqlite:///{typo}: there is no database {typo}.") == 2
+    assert "Traceback" not in err and not typo.exists()

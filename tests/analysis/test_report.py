@@ -48,3 +48,24 @@ def test_command_line_writes_the_report_of_the_named_sweep(sweep, tmp_path, caps
     assert main(["--experiment", "t", "--sweep", "sweep-1", "--out", str(out), "--no-profile", "--rows", "trial"]) == 0
     assert (out / "report.html").is_file() and "one row per finished trial" in (out / "report.md").read_text()
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+
+
+def test_a_mistyped_store_is_named_and_never_created(tmp_path, capsys):
+    typo = tmp_path / "mlflw.db"
+    try:
+        assert main(["--experiment", "t", "--tracking-uri", f"sqlite:///{typo}"]) == 2
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert f"error: tracking store sqlite:///{typo}: there is no database {typo}." in capsys.readouterr().err
+    assert not typo.exists()
+
+
+@pytest.mark.parametrize("command", ["analysis.report", "analysis.predict", "analysis.export"])
+def test_every_command_names_the_same_default_store(command, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(command).parse_args(["--help"])
+    said = capsys.readouterr().out
+    assert "$MLFLOW_TRACKING_URI, else MLflow's local default sqlite:///mlflow.db" in " ".join(said.split())
+    assert "./mlruns" not in said

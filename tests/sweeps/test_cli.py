@@ -44,7 +44,9 @@ def test_help_explains_every_flag():
     ]
     for flag in flags:
         assert flag in out.stdout, flag
-    assert "digits" in out.stdout and "ImageFolder" in out.stdout
+    assert "digits" in out.stdout and "root/<class>/<image>" in out.stdout
+    # the same default store as python -m analysis.report/predict/export say (tests/analysis/test_report.py)
+    assert "$MLFLOW_TRACKING_URI, else MLflow's local default sqlite:///mlflow.db" in " ".join(out.stdout.split())
 
 
 def test_smoke_test_flag_shrinks_the_sweep_but_keeps_every_family():

@@ -3,6 +3,8 @@ Ray starts, and the search modes explore the space they are given, conditional p
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 import yaml
@@ -340,3 +342,95 @@ def test_every_mistake_in_a_recipe_is_reported_in_one_go(tmp_path, text, expecte
     assert msg.startswith(f"{path}: {len(expected)} problems:")
     for problem in expected:
         assert f"{path}: {problem}" in msg
+
+
+# -- the batch against the training split, once the data is loaded ---------------------------------------
+
+
+def batch_config(tmp_path, space: str, top: str = ""):
+    return load_config(write(tmp_path, top + BASE + space))
+
+
+@pytest.mark.parametrize(
+    "space, top, message",
+    [
+        ("  batch_size: 512\n", "", r"space\.batch_size: 512 is more than the 300 images of the training split: "),
+        (
+            "  batch_size: [32, 512, 1024]\n",
+            "train_limit: 300\n",
+            r"space\.batch_size: 512, 1024 are more than the 300 images of the training split \(cut to train_limit "
+            r"300; --smoke-test sets 300\).*one step an epoch, on all 300 images\. Give batch sizes of at most 300",
+        ),
+        (
+            "  batch_size: {randint: [16, 512]}\n",
+            "",
+            r"space\.batch_size: randint\[16, 512\] reaches 512, which is more than the 300 images.*"
+            r"Lower the upper bound to at most 300",
+        ),
+        (  # drop_last under MixUp: not even one step
+            "  batch_size: 512\n  mixup: 0.2\n",
+            "",
+            r"a trial would take no step at all and fail at its start \(under MixUp/CutMix the training loader drops",
+        ),
+        (
+            "  cutmix: [0.0, 1.0]\n",
+            "",
+            r"batch_size \(the default, 64\): 64 is more than the 50 images.*a trial with MixUp/CutMix none at all",
+        ),
+    ],
+)
+def test_a_batch_larger_than_the_training_split_is_refused_naming_value_and_size(tmp_path, space, top, message):
+    cfg = batch_config(tmp_path, space, top)
+    train_size = 50 if "batch_size" not in space else 300
+    with pytest.raises(ConfigError, match=message) as e:
+        cfg.check_batch_size(train_size)
+    assert str(e.value).startswith(f"{cfg.source}: ")
+
+
+def test_a_batch_as_large_as_the_training_split_is_one_full_step_and_fine(tmp_path):
+    batch_config(tmp_path, "  batch_size: [32, 300]\n  mixup: 0.2\n").check_batch_size(300)
+    batch_config(tmp_path, "  batch_size: {randint: [16, 300]}\n").check_batch_size(300)
+
+
+def test_a_batch_larger_than_the_smoke_tests_split_is_among_the_problems_found_before_ray(tmp_path):
+    from sweeps.run import check_request
+
+    argv = ["--smoke-test", "--archs", "resnet18", "--batch-size", "512", "--storage-path", str(tmp_path / "r")]
+    cfg = config_from_args(parse_args(argv))  # valid as a recipe: the split's size is not known yet
+    splits, problems = check_request(cfg, f"sqlite:///{tmp_path}/m.db")
+    assert len(splits.train) == 300
+    assert f"{cfg.source}: space.batch_size: 512 is more than the 300 images of the training split" in problems
+
+
+# -- --set ------------------------------------------------------------------------------------------------
+
+
+def test_every_bad_set_is_reported_at_once_with_the_recipes_own_checks():
+    argv = ["--set", "mixpu=0.2", "--set", "lr", "--set", "cutmix=[0.0", "--set", "asha=maybe", "--set", "see=1"]
+    with pytest.raises(ConfigError) as e:
+        config_from_args(parse_args(argv))
+    msg = str(e.value)
+    assert msg.startswith("5 problems:")
+    assert "--set mixpu=0.2: unknown setting or trial parameter 'mixpu'. Did you mean 'mixup'" in msg
+    assert "--set lr: expected KEY=VALUE, e.g. --set mixup=0.2" in msg
+    assert "--set cutmix=[0.0: the value is not valid YAML: expected ',' or ']', but got '<stream end>'" in msg
+    assert "with --set asha: asha: expected true or false, got 'maybe'" in msg  # the good keys still checked
+    assert "--set see=1: unknown setting or trial parameter 'see'" in msg
+    assert len(e.value.problems) == 5 and all("\n" not in p for p in e.value.problems)  # one line each
+
+
+def test_the_closest_names_to_a_wrong_set_key_list_each_name_once():
+    for wrong in ("see", "max_epoch"):
+        with pytest.raises(ConfigError) as e:
+            config_from_args(parse_args(["--set", f"{wrong}=1"]))
+        hints = re.search(r"Did you mean (.*)\? Allowed: (.*)\.$", str(e.value))
+        for names in hints.groups():
+            listed = names.split(", ")
+            assert len(listed) == len(set(listed)), listed
+    assert "'max_epochs'" in hints.group(1)
+
+
+def test_set_seed_and_max_epochs_set_the_sweeps_own_values():
+    # both a top-level setting and a trial field: the sweep sets them for every trial
+    cfg = config_from_args(parse_args(["--set", "seed=7", "--set", "max_epochs=3"]))
+    assert (cfg.seed, cfg.max_epochs) == (7, 3) and "seed" not in cfg.space and "max_epochs" not in cfg.space

@@ -267,7 +267,7 @@ def test_the_photo_recipe_on_an_image_folder_with_a_broken_file(tmp_path, ray_tm
     broken.write_bytes(next((image_folder / "middle").glob("*.jpg")).read_bytes()[:200])  # a cut-off download
     proc, uri = run_sweep(
         tmp_path, ray_tmp, "--config", str(PHOTO_RECIPE), *OFFLINE_CPU, "--cpus-per-trial", "2",
-        "--data", str(image_folder), "--skip-bad-images",
+        "--data", str(image_folder), "--skip-bad-images", "--batch-size", "16",  # 42 training images: under 64
     )  # fmt: skip
     client, parent, children = check_sweep_in_mlflow(uri, "classify-shapes")
     check_recipe_kept(proc, parent, children, load_config(PHOTO_RECIPE))
