@@ -531,7 +531,7 @@ def _coerce(key: str, v: Any) -> Any:
         if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
             return int(v)
         raise ConfigError(f"space.{key}: expected an integer{' or null' if 'None' in t else ''}, got {v!r}")
-    if t == "float":
+    if t.startswith("float"):
         if isinstance(v, (int, float)):
             return float(v)
         try:

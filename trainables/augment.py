@@ -21,6 +21,18 @@ AUGMENT: Registry[Callable[[dict[str, Any]], Transform]] = Registry("augmentatio
 # Random-resized-crop area range for the 'light' policy: milder than timm's ImageNet default (0.08, 1),
 # which can crop a small image down to a few pixels.
 LIGHT_SCALE = (0.5, 1.0)
+# The area range each policy crops its training images to; the eval crop matches its mean zoom.
+TRAIN_CROP_AREA = {"none": (1.0, 1.0), "light": LIGHT_SCALE, "randaugment": LIGHT_SCALE, "trivialaugment": LIGHT_SCALE}
+
+
+def policy_crop_pct(policy: str) -> float:
+    """The eval crop_pct at which objects look as large as in the policy's training crops: the mean side of
+    a crop whose area is uniform in the policy's range (E[sqrt(a)], a ~ U(lo, hi)), as FixRes (Touvron et
+    al., 2019) matches train and test object sizes. 1.0 for 'none': it trains on the whole image."""
+    lo, hi = TRAIN_CROP_AREA[policy]
+    if hi == lo:
+        return hi**0.5
+    return (2 / 3) * (hi**1.5 - lo**1.5) / (hi - lo)
 
 
 def _timm_train(dc: dict[str, Any], **kw) -> Transform:

@@ -14,6 +14,7 @@ from trainables.registry import unknown_name_message
 
 WEIGHTS = ("none", "imagenet")  # or a path to a local weights file with one of WEIGHT_FILE_SUFFIXES
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+PRETRAINED_BACKBONE_LR_MULT = 0.1  # the backbone's share of the head's rate when its weights are pretrained
 
 
 def is_weights_file(weights: str) -> bool:
@@ -35,10 +36,18 @@ class TrialConfig:
     """For freeze='partial': how many of the last backbone stages train (the head always trains)."""
     gradual_epochs: int = 1
     """For freeze='gradual': epochs that train the head alone before the whole backbone is unfrozen."""
-    backbone_lr_mult: float = 0.1
-    """Backbone learning rate = lr * this (discriminative fine-tuning); the head gets lr."""
+    backbone_lr_mult: float | None = None
+    """Backbone learning rate = lr * this (discriminative fine-tuning); the head gets lr. None: 0.1 with
+    pretrained weights (a lower rate protects their features), 1.0 with random ones (there it only slows the
+    backbone: EfficientNet-B0 on the digits, 31% against 68%, benchmarks/recipe_parity.py). Resolved when
+    the config is built, so the run records the value used."""
     augment: str = "light"
     """Training-split augmentation policy name: see trainables.augment.AUGMENT."""
+    eval_crop_pct: float | None = None
+    """Validation/test/inference: resize to img_size / this, centre-crop img_size. None: the training
+    policy's own scale (1.0 for 'none', which trains on the whole image; the mean zoom of the random-resized
+    crop otherwise), so evaluation sees objects at the size training did; a number (e.g. timm's 0.875)
+    asks for another."""
     random_erasing: float = 0.0
     """Probability of timm's RandomErasing on each training image, after any policy; 0 = off."""
     mixup: float = 0.0
@@ -65,7 +74,7 @@ class TrialConfig:
     """bfloat16 autocast on CUDA; ignored on CPU (recorded as the run's `amp_active`)."""
 
     def __post_init__(self) -> None:
-        from trainables.augment import AUGMENT
+        from trainables.augment import AUGMENT, policy_crop_pct
         from trainables.freeze import FREEZE
 
         if not isinstance(self.arch, str) or not self.arch:
@@ -81,6 +90,12 @@ class TrialConfig:
             raise ValueError(f"freeze: {unknown_name_message('freeze strategy', self.freeze, FREEZE.names())}")
         if self.augment not in AUGMENT:
             raise ValueError(f"augment: {unknown_name_message('augmentation policy', self.augment, AUGMENT.names())}")
+        if self.backbone_lr_mult is None:  # frozen dataclass: the resolved default is set once, here
+            object.__setattr__(self, "backbone_lr_mult", 1.0 if self.weights == "none" else PRETRAINED_BACKBONE_LR_MULT)
+        if self.eval_crop_pct is None:
+            object.__setattr__(self, "eval_crop_pct", round(policy_crop_pct(self.augment), 4))
+        if not 0.0 < self.eval_crop_pct <= 1.0:
+            raise ValueError(f"eval_crop_pct: must be in (0, 1], got {self.eval_crop_pct}")
         _positive(self, "lr", "batch_size", "max_epochs", "backbone_lr_mult")
         _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip", "unfreeze_stages", "mixup", "cutmix")
         if self.num_workers is not None:

@@ -60,7 +60,7 @@ def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Piec
     source = weights_source(model, cfg.weights)
     trainable = apply_freeze(model, cfg.freeze, cfg.unfreeze_stages)
     hold = BackboneHold(model, trainable) if cfg.freeze == "gradual" else None
-    dc = data_config(model, cfg.img_size)
+    dc = {**data_config(model, cfg.img_size), "crop_pct": cfg.eval_crop_pct}  # evaluation at training's scale
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -120,3 +120,29 @@ def test_mixing_needs_an_even_batch_size(mix):
         TrialConfig(batch_size=15, **mix)
     TrialConfig(batch_size=16, **mix)  # even: fine
     TrialConfig(batch_size=15)  # odd without mixing: fine
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto"])
+def test_without_augmentation_evaluation_sees_exactly_what_training_sees(arch):
+    """'none' trains on the whole image resized to img_size; validation and test must see it at that scale,
+    not resized larger and centre-cropped (each model's crop_pct), which at 32 px cuts the digit's edges."""
+    cfg = TrialConfig(arch=arch, augment="none", img_size=32)
+    model = build_model(arch, 10, 32)
+    pieces_dc = {**data_config(model, 32), "crop_pct": cfg.eval_crop_pct}
+    image = load_digits().val.load(0)
+    assert torch.equal(train_transform("none", pieces_dc)(image), eval_transform(pieces_dc)(image))
+
+
+@pytest.mark.parametrize("policy", ["light", "randaugment", "trivialaugment"])
+def test_with_random_resized_crops_evaluation_zooms_as_much_as_training_does_on_average(policy):
+    """The crops of an area range [0.5, 1] show objects at a mean side of ~0.86 of the image: the eval crop
+    matches it, whatever the model's own crop_pct; a recipe can still ask for another."""
+    assert TrialConfig(augment=policy).eval_crop_pct == pytest.approx(0.862, abs=1e-3)
+    assert TrialConfig(augment=policy, eval_crop_pct=0.875).eval_crop_pct == 0.875
+    with pytest.raises(ValueError, match="eval_crop_pct"):
+        TrialConfig(eval_crop_pct=1.2)
+
+
+def test_the_trial_evaluates_and_records_the_crop_its_policy_implies(tiny_digits):
+    pieces = build(_cfg(), tiny_digits, torch.device("cpu"))  # augment none
+    assert pieces.info["crop_pct"] == 1.0 and pieces.data_config["crop_pct"] == 1.0
