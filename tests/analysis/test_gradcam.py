@@ -48,7 +48,8 @@ def test_heatmaps_of_a_trained_model_have_its_input_size_and_are_not_constant(di
     *_, last = fit(cfg, digits, torch.device("cpu"))
     model = build_model(arch, 10, size)
     model.load_state_dict(last.state["best"]["model"])
-    assert last.state["preprocessing"] == eval_config(data_config(model, size))  # what the trial stored
+    # what the trial stored: the model's preprocessing, cropped at the training policy's scale
+    assert last.state["preprocessing"] == eval_config({**data_config(model, size), "crop_pct": cfg.eval_crop_pct})
     idx = choose(digits.val.labels, 10)
     samples = [Sample(f"{i}.png", digits.val.load(i), int(digits.val.labels[i])) for i in idx]
     heat = gradcam(model, arch, last.state["preprocessing"], samples)
