@@ -36,7 +36,6 @@ from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
 from trainables.data import ImageSamplesDataset, check_image, load_splits
-from trainables.models import data_config
 
 pytestmark = pytest.mark.e2e
 EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG, GRADCAM_PNG, GRADCAM_NPZ)
@@ -169,10 +168,10 @@ def check_predict_and_export(tmp_path: Path, client: MlflowClient, parent, champ
         assert got[name]["label"] == label and float(confidence) == pytest.approx(got[name]["confidence"], abs=1e-4)
         top = [p for _, p in got[name]["top_k"]]
         assert len(top) == 3 and 1 >= top[0] >= top[1] >= top[2] > 0
-    # the logged MLflow model, fed through the eval transform of its own timm data config, agrees
-    model = mlflow.pytorch.load_model(f"models:/{client.get_run(champion_run).data.tags[MODEL_ID_TAG]}").eval()
-    size = int(client.get_run(champion_run).data.params["input_size"])
-    transform = eval_transform(data_config(model, size))
+    # the logged MLflow model, fed through the eval transform stored in its metadata, agrees
+    uri_of_model = f"models:/{client.get_run(champion_run).data.tags[MODEL_ID_TAG]}"
+    model = mlflow.pytorch.load_model(uri_of_model).eval()
+    transform = eval_transform(mlflow.models.get_model_info(uri_of_model).metadata["preprocessing"])
     x = torch.stack([transform(Image.open(samples / e["file"]).convert("RGB")) for e in index])
     with torch.inference_mode():
         probs = model(x).softmax(1)
@@ -201,13 +200,17 @@ def check_metrics_against_sklearn(client: MlflowClient, uri: str, parent, row: d
     for column, value in (("acc", accuracy_score(true, pred)), ("macro-F1", f1), ("macro-precision", p)):
         assert float(row[f"test {column} (%)"]) == pytest.approx(100 * value, abs=1e-9), column
     assert float(row["test macro-recall (%)"]) == pytest.approx(100 * r, abs=1e-9)
-    # the same test split, rebuilt from the sweep's recorded settings, through the model's eval transform
+    # the same test split, rebuilt from the sweep's recorded settings, through the eval transform stored with the
+    # model: the model's timm preprocessing, cropped at the scale its training policy saw (the run's crop_pct)
     params = parent.data.params
     splits = load_splits(None, float(params["val_frac"]), float(params["test_frac"]), int(params["seed"]))
     assert list(splits.test.labels) == list(true)
     mlflow.set_tracking_uri(uri)
     model = mlflow.pytorch.load_model(f"models:/{run.data.tags[MODEL_ID_TAG]}").eval()
-    dataset = ImageSamplesDataset(splits.test, eval_transform(data_config(model, int(run.data.params["input_size"]))))
+    preprocessing = mlflow.models.get_model_info(f"models:/{run.data.tags[MODEL_ID_TAG]}").metadata["preprocessing"]
+    assert preprocessing["crop_pct"] == float(run.data.params["crop_pct"])
+    assert preprocessing["input_size"][-1] == int(run.data.params["input_size"])
+    dataset = ImageSamplesDataset(splits.test, eval_transform(preprocessing))
     with torch.inference_mode():
         again = torch.cat([model(x).argmax(1) for x, _ in torch.utils.data.DataLoader(dataset, batch_size=64)])
     assert (again.numpy() != pred).sum() <= 1  # float summation order may flip a near-tie, no more
