@@ -3,8 +3,8 @@
 For each architecture and seed, two trainings on the same split from the same initial weights:
 
 - product: `trainables.engine.fit`, the loop every sweep trial runs (no Ray, no MLflow), with the
-  user-level settings below and every other `TrialConfig` field at its default, unless `--set` or an
-  ablation changes it;
+  user-level settings below and every other `TrialConfig` field at its default (as resolved by the
+  trial code in this checkout, whose hash each run records), unless `--set` or an ablation changes it;
 - bare: `timm.create_model` (random weights or `--weights`), resize straight to the input size +
   normalise for every split, `CrossEntropyLoss`, `AdamW` at the same lr (weight decay
   `--bare-weight-decay`), no schedule, no clipping, no label smoothing.
@@ -15,10 +15,13 @@ best validation accuracy (the product's rule); the bare loop's last epoch is kep
 The bare loop seeds each epoch's data order as the product does, so with every default turned to the
 bare loop's value (condition `all`) the two loops should agree to rounding: the harness's own check.
 
+`--set eval_crop_pct=model` sets each model's own timm crop_pct (0.875-0.95 for the tiny preset): the
+eval transform the product used before `eval_crop_pct` followed the training policy. With
+`--set backbone_lr_mult=0.1` as well, that is the product's recipe as issue 21 measured it.
+
 Ablations (`--ablate`) change what no `TrialConfig` field reaches. They are local monkeypatches of
 `trainables.engine` inside this benchmark only, and each result names them:
 
-  eval_crop        validation/test resized straight to the input size (crop_pct 1.0), as training is
   constant_lr      no warm-up and no cosine decay: the learning rate stays at lr (x backbone_lr_mult)
   bare_interp      the bare loop's interpolation (`--bare-interp`) in the product's transforms
   bare_norm        the bare loop's mean/std (`--bare-norm`) in the product's transforms
@@ -32,7 +35,7 @@ serves every condition.
 
     python benchmarks/recipe_parity.py --smoke-test                          # ~1 min
     python benchmarks/recipe_parity.py --archs efficientnet_b0 --matrix single --json /tmp/rp.json
-    python benchmarks/recipe_parity.py --set backbone_lr_mult=1.0 --ablate eval_crop
+    python benchmarks/recipe_parity.py --set backbone_lr_mult=0.1 --set eval_crop_pct=model   # the old recipe
     python benchmarks/recipe_parity.py --make-shapes /tmp/shapes_cls         # a second image folder, then
     python benchmarks/recipe_parity.py --data /tmp/shapes_cls
 """
@@ -52,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TINY = ("resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto")
-ABLATIONS = ("eval_crop", "constant_lr", "bare_interp", "bare_norm", "keep_last_batch", "zero_head")
+ABLATIONS = ("constant_lr", "bare_interp", "bare_norm", "keep_last_batch", "zero_head")
 SHAPE_MARGIN = 0.2  # context around each shape's box in the classification crops, as a share of its side
 
 
@@ -64,7 +67,7 @@ def levers(bare_wd: float) -> dict[str, tuple[dict, tuple[str, ...]]]:
     to the bare loop's value."""
     return {
         "backbone_lr_mult=1": ({"backbone_lr_mult": 1.0}, ()),
-        "eval_crop": ({}, ("eval_crop",)),
+        "eval_crop_pct=1": ({"eval_crop_pct": 1.0}, ()),
         "no_schedule": ({"warmup_epochs": 0.0}, ("constant_lr",)),
         "label_smoothing=0": ({"label_smoothing": 0.0}, ()),
         f"weight_decay={bare_wd:g}": ({"weight_decay": bare_wd}, ()),
@@ -140,8 +143,6 @@ def ablated(names: tuple[str, ...], a: argparse.Namespace):
 
     def patched_data_config(model, img_size):
         dc = dict(data_config(model, img_size))
-        if "eval_crop" in names:
-            dc["crop_pct"] = 1.0  # timm's eval transform: resize to floor(size / 1.0), centre crop = no crop
         if "bare_interp" in names:
             dc["interpolation"] = a.bare_interp
         if "bare_norm" in names:
@@ -160,7 +161,7 @@ def ablated(names: tuple[str, ...], a: argparse.Namespace):
     with contextlib.ExitStack() as stack:
         if "zero_head" in names:
             stack.enter_context(mock.patch.object(engine, "build_model", zero_head_model))
-        if {"eval_crop", "bare_interp", "bare_norm"} & set(names):
+        if {"bare_interp", "bare_norm"} & set(names):
             stack.enter_context(mock.patch.object(engine, "data_config", patched_data_config))
         if "constant_lr" in names:
             stack.enter_context(mock.patch.object(engine, "CosineLRScheduler", ConstantLR))
@@ -192,6 +193,10 @@ def run_product(a, arch: str, seed: int, splits, sets: dict, ablates: tuple[str,
     from trainables.config import TrialConfig
     from trainables.engine import fit
 
+    if sets.get("eval_crop_pct") == "model":  # the model's own timm crop, per architecture
+        import timm
+
+        sets = {**sets, "eval_crop_pct": timm.get_pretrained_cfg(arch).crop_pct}
     cfg = TrialConfig.from_dict({**user_config(a, arch, seed), **sets})
     with ablated(ablates, a):
         reports = [r.metrics for r in fit(cfg, splits, torch.device(a.device))]
@@ -405,8 +410,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def settings_key(a: argparse.Namespace) -> dict:
+    """What a run's numbers depend on besides its condition: --reuse keeps only runs that match it."""
     keys = ("data", "weights", "img_size", "batch_size", "epochs", "lr", "bare_weight_decay", "bare_interp")
-    return {k: getattr(a, k) for k in (*keys, "bare_norm", "smoke_test")}
+    return {**{k: getattr(a, k) for k in (*keys, "bare_norm", "smoke_test")}, "trial_code": trial_code_hash()}
+
+
+def trial_code_hash() -> str:
+    """SHA-256 prefix of trainables/*.py: runs of other trial code (other defaults) are never mixed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "trainables").glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def main(argv=None) -> None:
@@ -432,6 +448,7 @@ def main(argv=None) -> None:
         f"classes | {a.img_size} px, batch {a.batch_size}, {a.epochs} epochs, lr {a.lr:g}, weights {a.weights}"
     )
     print(f"conditions: {', '.join(conds)} | seeds {a.seeds} | archs {', '.join(a.archs)}", flush=True)
+    print(f"trial code (trainables/*.py) sha256 {trial_code_hash()}", flush=True)
     settings = settings_key(a)
     runs = json.loads(a.json.read_text())["runs"] if a.reuse and a.json and a.json.is_file() else []
     done = {(r["kind"], r["arch"], r["seed"], r["condition"]) for r in runs if r["settings"] == settings}
@@ -460,7 +477,7 @@ def main(argv=None) -> None:
                 if a.json:
                     write_json(a.json, runs, settings)
     rows = summarise(runs, lambda r: r["settings"] == settings)
-    print_table(rows)
+    print_table([r for r in rows if r["condition"] in conds and r["arch"] in a.archs])
     print(f"\nwall time of this invocation: {time.perf_counter() - t_start:.0f} s")
     if a.json:
         write_json(a.json, runs, settings)
