@@ -230,6 +230,51 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=COLUMNS)
 
 
+# TrialConfig fields that do not change what a model learns: left out of the recipe note
+NOT_RECIPE = ("arch", "num_workers")
+
+
+def recipe_note(table_runs: pd.DataFrame) -> str:
+    """The training recipe of the table's rows, read from their runs' parameters: the values every row
+    shares, then each value that differs, row by row, so a reader can check that the comparison was
+    fair. A parameter a run does not have (a conditional one, or a field newer than the run) is '-'."""
+    import dataclasses
+
+    from trainables.config import TrialConfig
+
+    if table_runs.empty:
+        return ""
+    shared, differ = [], []
+    for f in dataclasses.fields(TrialConfig):
+        if f.name in NOT_RECIPE:
+            continue
+        values = [_param(run.get(f"params.{f.name}")) for _, run in table_runs.iterrows()]
+        if len(set(values)) == 1:
+            if values[0] != "-":
+                shared.append(f"{f.name} {values[0]}")
+        else:
+            rows = zip(table_runs["params.arch"], values, strict=True)
+            differ.append(f"{f.name} ({', '.join(f'{arch} {v}' for arch, v in rows)})")
+    text = (
+        "Recipe, from each row's run parameters: every row trained with "
+        + (", ".join(shared) or "-")
+        + " (AdamW, linear warm-up then cosine to 0, cross-entropy; each model's own interpolation and mean/std)."
+    )
+    if differ:
+        text += " Differing between rows: " + "; ".join(differ) + "."
+    return text
+
+
+def _param(v) -> str:
+    """A run parameter as the note shows it: numbers in their shortest form, missing ones '-'."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    try:
+        return f"{float(v):g}"
+    except ValueError:
+        return str(v)
+
+
 def method_note(prof: Profile | None) -> str:
     """How the numbers were obtained, written beside every table."""
     from analysis.export import OPSET

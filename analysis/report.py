@@ -39,6 +39,7 @@ from analysis.compare import (  # noqa: E402
     finished,
     method_note,
     profiles,
+    recipe_note,
     select_rows,
     shown,
     sweep_runs,
@@ -211,7 +212,7 @@ def build_report(
         "rows": ROW_MODES[rows],
         "fate": trial_fate(runs, int(planned) if planned else None),
         "space": search_space(parent),
-        "method": method_note(prof),
+        "method": f"{method_note(prof)} {recipe_note(chosen)}".strip(),
         "parent": parent,
         "data": parent.data.params.get("data_source", "?"),
     }

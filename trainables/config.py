@@ -43,6 +43,11 @@ class TrialConfig:
     the config is built, so the run records the value used."""
     augment: str = "light"
     """Training-split augmentation policy name: see trainables.augment.AUGMENT."""
+    head_init_std: float | None = 0.02
+    """The new classifier starts truncated-normal with this std and zero bias, the same in every family
+    (timm's own init for ViT and ConvNeXt heads). None keeps each model's own init, which differs by family:
+    EfficientNet's draws U(+-1/sqrt(num_classes)) and starts with large logits (from random weights on the
+    digits 78% against 92% at 0.02, benchmarks/recipe_parity.py)."""
     eval_crop_pct: float | None = None
     """Validation/test/inference: resize to img_size / this, centre-crop img_size. None: the training
     policy's own scale (1.0 for 'none', which trains on the whole image; the mean zoom of the random-resized
@@ -97,6 +102,8 @@ class TrialConfig:
         if not 0.0 < self.eval_crop_pct <= 1.0:
             raise ValueError(f"eval_crop_pct: must be in (0, 1], got {self.eval_crop_pct}")
         _positive(self, "lr", "batch_size", "max_epochs", "backbone_lr_mult")
+        if self.head_init_std is not None:
+            _positive(self, "head_init_std")
         _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip", "unfreeze_stages", "mixup", "cutmix")
         if self.num_workers is not None:
             _non_negative(self, "num_workers")

@@ -25,7 +25,7 @@ from trainables.config import TrialConfig
 from trainables.data import DatasetSplits, ImageSamplesDataset
 from trainables.freeze import BackboneHold, apply_freeze, param_groups
 from trainables.latency import measure_latency
-from trainables.models import build_model, data_config, weights_source
+from trainables.models import build_model, data_config, init_head, weights_source
 
 # In-trial latency (multi-objective search): shorter than the comparison table's, as it runs every trial.
 TRIAL_LATENCY_RUNS = dict(warmup=5, min_repeats=20, min_seconds=0.3)
@@ -57,6 +57,7 @@ class Pieces:
 def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Pieces:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, splits.num_classes, cfg.img_size, cfg.weights)
+    init_head(model, cfg.head_init_std)
     source = weights_source(model, cfg.weights)
     trainable = apply_freeze(model, cfg.freeze, cfg.unfreeze_stages)
     hold = BackboneHold(model, trainable) if cfg.freeze == "gradual" else None

@@ -103,6 +103,20 @@ def build_model(arch: str, num_classes: int, img_size: int | None, weights: str 
         ) from e
 
 
+def init_head(model: torch.nn.Module, std: float | None) -> None:
+    """Start the new classifier the same way in every family: weights truncated-normal with ``std`` (cut at
+    +-2, as timm initialises ViT and ConvNeXt heads), biases zero. None leaves the model's own init."""
+    if std is None:
+        return
+    heads = model.get_classifier()
+    for head in heads if isinstance(heads, tuple) else (heads,):
+        for m in head.modules():
+            if getattr(m, "weight", None) is not None and m.weight.dim() > 1:
+                torch.nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+
+
 def _check_covers(model: torch.nn.Module, path: Path) -> None:
     """The file must hold exactly the model's backbone. With a head of another size timm loads
     non-strictly (it drops the old classifier), so a file of another architecture would otherwise load

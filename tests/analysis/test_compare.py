@@ -1,8 +1,18 @@
 """The comparison table, built from runs in a real MLflow SQLite store."""
 
+import mlflow
 import pytest
 
-from analysis.compare import COLUMNS, comparison_table, method_note, profiles, select_rows, shown, sweep_runs
+from analysis.compare import (
+    COLUMNS,
+    comparison_table,
+    method_note,
+    profiles,
+    recipe_note,
+    select_rows,
+    shown,
+    sweep_runs,
+)
 from trainables import metrics as M
 
 
@@ -58,3 +68,21 @@ def test_without_top5_or_profiles_those_columns_are_left_out(sweep):
     chosen = select_rows(sweep_runs(exp_id, parent_id), "arch").drop(columns=[f"metrics.{M.TEST_TOP5}"])
     table = comparison_table(chosen, None)
     assert M.TEST_TOP5 not in table and "latency_ms" not in table and M.TEST_F1 in table
+
+
+def test_the_method_note_states_every_rows_recipe_and_what_differs(sweep):
+    """A reader checks that the comparison was fair: the values every row trained with, and each value
+    that differs between rows named per row."""
+    exp_id, parent_id, ids = sweep
+    client = mlflow.MlflowClient()
+    for run_id, crop in ((ids["r_high"], 1.0), (ids["c"], 0.862)):
+        client.log_param(run_id, "weights", "none")
+        client.log_param(run_id, "eval_crop_pct", crop)
+        client.log_param(run_id, "head_init_std", 0.02)
+    note = recipe_note(select_rows(sweep_runs(exp_id, parent_id), "arch"))
+    shared = note.split(" (AdamW")[0]
+    for value in ("weights none", "freeze full", "augment none", "lr 0.001", "head_init_std 0.02"):
+        assert value in shared
+    assert "eval_crop_pct" not in shared  # it differs: named per row instead
+    assert "Differing between rows: eval_crop_pct (convnext_atto 0.862, resnet18 1)." in note
+    assert "label_smoothing" not in note  # not recorded by these runs: not claimed

@@ -136,6 +136,9 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison report:" in proc.stdout
     (report,) = tmp_path.glob("reports/*/*/report.md")  # --smoke-test times for 0.2 s, and the report says so
     assert "at least 30 runs and 0.2 s" in report.read_text()
+    # the recipe every row trained with, the defaults the weights and the policy resolved included
+    assert "every row trained with weights none" in report.read_text()
+    assert "head_init_std 0.02" in report.read_text().split("Differing between rows")[0]
     check_trial_evidence(client, uri, children[0])
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])

@@ -122,13 +122,15 @@ def test_mixing_needs_an_even_batch_size(mix):
     TrialConfig(batch_size=15)  # odd without mixing: fine
 
 
+@pytest.mark.parametrize("size", [32, 96])
 @pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto"])
-def test_without_augmentation_evaluation_sees_exactly_what_training_sees(arch):
+def test_without_augmentation_evaluation_sees_exactly_what_training_sees(arch, size):
     """'none' trains on the whole image resized to img_size; validation and test must see it at that scale,
-    not resized larger and centre-cropped (each model's crop_pct), which at 32 px cuts the digit's edges."""
-    cfg = TrialConfig(arch=arch, augment="none", img_size=32)
-    model = build_model(arch, 10, 32)
-    pieces_dc = {**data_config(model, 32), "crop_pct": cfg.eval_crop_pct}
+    not resized larger and centre-cropped (each model's crop_pct), which at 32 px cuts the digit's edges.
+    Whatever the input size."""
+    cfg = TrialConfig(arch=arch, augment="none", img_size=size)
+    model = build_model(arch, 10, size)
+    pieces_dc = {**data_config(model, size), "crop_pct": cfg.eval_crop_pct}
     image = load_digits().val.load(0)
     assert torch.equal(train_transform("none", pieces_dc)(image), eval_transform(pieces_dc)(image))
 

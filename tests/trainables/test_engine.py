@@ -99,3 +99,17 @@ def test_a_gradual_trial_resumed_while_held_releases_the_backbone_on_time(small_
         assert resumed.metrics[k] == pytest.approx(straight[1][0][k], rel=1e-5, abs=1e-7), k
     assert not torch.equal(straight[0][1], straight[1][1])  # the backbone trained in epoch 2 ...
     assert torch.allclose(resumed.state["model"]["layer1.0.conv1.weight"], straight[1][1], atol=1e-6)  # ... alike
+
+
+def test_the_new_head_starts_the_same_way_in_every_family(small_digits):
+    """EfficientNet's own head init draws U(+-1/sqrt(num_classes)) and starts random-weight training with
+    large logits (on the digits 78% against 92% at std 0.02); the trial starts every family's head as timm
+    starts ViT and ConvNeXt heads, and a recipe can keep the model's own."""
+    stds = {}
+    for arch in ("efficientnet_b0", "resnet18", "convnext_atto"):
+        head = build(TrialConfig(arch=arch), small_digits, torch.device("cpu")).model.get_classifier()
+        stds[arch] = head.weight.std().item()
+        assert not head.bias.any()
+    assert all(0.017 < s < 0.023 for s in stds.values()), stds
+    own = build(TrialConfig(arch="efficientnet_b0", head_init_std=None), small_digits, torch.device("cpu"))
+    assert own.model.get_classifier().weight.std().item() > 0.15  # U(+-1/sqrt(10)): std 0.18
