@@ -21,11 +21,10 @@ from PIL import Image
 
 from sweeps.credentials import TRACKING_URI_HELP, shown
 from trainables.augment import eval_transform
+from trainables.contracts import BEST_MODEL_ARTIFACT, CHAMPION_TAG, SWEEP_TAG, load_best_model
 from trainables.data import MAX_LISTED, check_image, to_rgb
 from trainables.models import build_model
 
-CHECKPOINT = "checkpoint/best_model.pt"  # on every finished classification trial's run (sweeps.trial_runs)
-CHAMPION_TAG = "champion"  # on a sweep's parent run: 'NAME@champion (version N)' (sweeps.run)
 _CHAMPION = re.compile(r"^(?P<name>.+)@(?P<alias>[\w-]+) \(version (?P<version>\d+)\)$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -77,7 +76,7 @@ def champion_of_latest_sweep(client: mlflow.MlflowClient) -> tuple[str, str]:
     m = _CHAMPION.match(parent.data.tags[CHAMPION_TAG])
     if m is None:
         raise LookupError(f"sweep run {parent.info.run_id}: unreadable champion tag {parent.data.tags[CHAMPION_TAG]!r}")
-    sweep = parent.data.tags.get("sweep", parent.info.run_name)
+    sweep = parent.data.tags.get(SWEEP_TAG, parent.info.run_name)
     return f"models:/{m['name']}/{m['version']}", f"{m['name']} version {m['version']} (champion of {sweep})"
 
 
@@ -121,12 +120,12 @@ def load_classifier(model: str | None = None, client: mlflow.MlflowClient | None
     run_id, found = resolve_run(model, client)
     with tempfile.TemporaryDirectory() as d:
         try:
-            path = Path(client.download_artifacts(run_id, CHECKPOINT, d))
+            path = Path(client.download_artifacts(run_id, BEST_MODEL_ARTIFACT, d))
         except (MlflowException, OSError):
             raise LookupError(
-                f"run {run_id} ({found}) has no {CHECKPOINT}: not a finished classification trial of a sweep"
+                f"run {run_id} ({found}) has no {BEST_MODEL_ARTIFACT}: not a finished classification trial of a sweep"
             ) from None
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_best_model(path)
     if ckpt.get("preprocessing") is None:
         raise LookupError(
             f"run {run_id} ({found}): its checkpoint does not record the preprocessing it was trained with "

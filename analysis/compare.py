@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from analysis.profile import Profile, device_name, profile_model
 from trainables import metrics as M
+from trainables.contracts import FAMILY_PARAM
 from trainables.latency import LATENCY_MIN_SECONDS
 from trainables.models import build_model
 
@@ -32,7 +33,7 @@ ROW_MODES = {
 # multiply-add as 2; timm and torchvision publish MACs under the name "GFLOPs" (half of our GFLOPs).
 COLUMNS = {
     "arch": "architecture",
-    "family": "family",
+    FAMILY_PARAM: "family",
     "trials": "trials",
     "freeze": "freeze",
     "augment": "augment",
@@ -53,7 +54,7 @@ COLUMNS = {
     "throughput_ips": "throughput (img/s)",
     "size_mb": "size on disk (MB)",
     M.TRAIN_TIME: "train time (s)",
-    "epochs_run": "epochs run",
+    M.EPOCHS_RUN: "epochs run",
     M.BEST_EPOCH: "best epoch",
     "run_id": "MLflow run",
 }
@@ -197,13 +198,13 @@ def _cost(prof: Profile) -> dict[str, float]:
 
 
 def _row(run: pd.Series, prof: Profile | None) -> dict:
-    row: dict = {k: run.get(f"params.{k}") for k in ("arch", "family", "freeze", "augment")}
+    row: dict = {k: run.get(f"params.{k}") for k in ("arch", FAMILY_PARAM, "freeze", "augment")}
     row["trials"] = int(run["trials"])
     row["lr"] = float(run["params.lr"])
     for m in (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL, M.TRAIN_TIME):
         row[m] = run.get(f"metrics.{m}", float("nan"))
     row["input_size"] = int(run["params.input_size"])
-    row["epochs_run"] = int(run.get("metrics.epochs_run", 0) or 0)
+    row[M.EPOCHS_RUN] = int(run.get(f"metrics.{M.EPOCHS_RUN}", 0) or 0)
     row[M.BEST_EPOCH] = int(run[f"metrics.{M.BEST_EPOCH}"])
     row.update(_cost(prof) if prof is not None else {})
     row["run_id"] = run["run_id"]

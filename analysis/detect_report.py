@@ -13,20 +13,32 @@ import html
 import time
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import torch
 from mlflow.entities import Run
 
 from analysis.compare import _cost, profiles, sweep_runs
 from analysis.profile import Profile, profile_model
-from analysis.report import CSS, SWEEP_TAG, Report, _experiment_name, _fate_line, _fmt, search_space, trial_fate
+from analysis.report_parts import (
+    CSS,
+    Report,
+    data_source,
+    fate_line,
+    fmt,
+    log_report,
+    search_space,
+    sweep_title,
+    trial_fate,
+    trials_planned,
+)
+from trainables import metrics as M
+from trainables.contracts import FAMILY_PARAM
 from trainables.latency import LATENCY_MIN_SECONDS
 
 SELECT = "best_val_mAP50_95"  # rows are chosen on validation; test numbers never choose anything
 COLUMNS = {
     "model": "model",
-    "family": "family",
+    FAMILY_PARAM: "family",
     "trials": "trials",
     "imgsz": "input (px)",
     "optimizer": "optimizer",
@@ -44,7 +56,7 @@ COLUMNS = {
     "throughput_ips": "throughput (img/s)",
     "size_mb": "size on disk (MB)",
     "train_time_s": "train time (s)",
-    "epochs_run": "epochs run",
+    M.EPOCHS_RUN: "epochs run",
     "best_epoch": "best epoch",
     "run_id": "MLflow run",
 }
@@ -94,13 +106,13 @@ def _measure(shape: tuple[str, int, int], device: str, timing_s: float) -> Profi
 def detection_table(chosen: pd.DataFrame, profs: dict[str, Profile] | None) -> pd.DataFrame:
     rows = []
     for _, run in chosen.iterrows():
-        row = {k: run.get(f"params.{k}") for k in ("model", "family", "optimizer", "augment")}
+        row = {k: run.get(f"params.{k}") for k in ("model", FAMILY_PARAM, "optimizer", "augment")}
         row["trials"] = int(run["trials"])
         row["imgsz"] = int(run["params.imgsz"])
         row["lr0"] = float(run["params.lr0"])
         for m in (*PERCENT, "train_time_s"):
             row[m] = run.get(f"metrics.{m}", float("nan"))
-        row["epochs_run"] = int(run.get("metrics.epochs_run", 0) or 0)
+        row[M.EPOCHS_RUN] = int(run.get(f"metrics.{M.EPOCHS_RUN}", 0) or 0)
         row["best_epoch"] = int(run.get("metrics.best_epoch", 0) or 0)
         if profs:
             row.update({k: v for k, v in _cost(profs[run["run_id"]]).items() if k in COST})
@@ -156,11 +168,10 @@ def build_detection_report(
     table = detection_table(chosen, profs)
     # the method note names the shortest timing: cached rows may have been timed for longer
     prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
-    title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
-    planned = parent.data.params.get("trials_planned")
-    fate = _fate_line(trial_fate(runs, int(planned) if planned else None, finished_detections(runs)))
-    data = parent.data.params.get("data_source", "?")
-    display = shown(table).map(_fmt) if not table.empty else shown(table)
+    title = sweep_title(parent, experiment_id)
+    fate = fate_line(trial_fate(runs, trials_planned(parent), finished_detections(runs)))
+    data = data_source(parent)
+    display = shown(table).map(fmt) if not table.empty else shown(table)
     empty = "No finished trial reported a validation mAP: nothing to compare."
     space = search_space(parent)
     md_lines = [f"# Detection comparison: {title}", "", f"Data: {data}. {fate}", ""]
@@ -191,6 +202,6 @@ def build_detection_report(
         )
     )
     if log:
-        mlflow.MlflowClient().log_artifacts(parent.info.run_id, str(out_dir), "report")
+        log_report(parent, out_dir)
     progress(f"report written in {time.perf_counter() - t0:.1f} s: {page}")
     return Report(md, csv, page, table, prof)

@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from analysis.champion import Classifier, add_model_flags, check_images, find_images, load_classifier, open_rgb
 from analysis.samples import read_samples
 from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri
+from trainables.contracts import EXPORT_DIR, SAMPLES_DIR
 from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_MIN_SECONDS, LATENCY_WARMUP, latency_stats, repeat_timed
 
 ONNX_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.torchscript.pt"
@@ -170,7 +171,7 @@ def parity_images(clf: Classifier, extra: list[str] | None, client: mlflow.Mlflo
     parent = client.get_run(clf.run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
     samples = read_samples(client, parent) if parent else None
     if samples:
-        images += [(f"samples/{s.file}", s.image) for s in samples]
+        images += [(f"{SAMPLES_DIR}/{s.file}", s.image) for s in samples]
     if extra:
         images += [(name, open_rgb(path)) for name, path in check_images(find_images(extra), skip_bad, warn=_note)]
     if not images:
@@ -241,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_log:  # the files written here, not whatever else --out holds
         for name in (ONNX_FILE, TORCHSCRIPT_FILE, META_FILE, PARITY_FILE):
             if (out / name).is_file() and (name != TORCHSCRIPT_FILE or "error" not in results["torchscript"]):
-                client.log_artifact(clf.run_id, str(out / name), "export")
-        print(f"logged to run {clf.run_id} under export/")
+                client.log_artifact(clf.run_id, str(out / name), EXPORT_DIR)
+        print(f"logged to run {clf.run_id} under {EXPORT_DIR}/")
     traced = results["torchscript"]
     return 0 if results["onnx"]["ok"] and ("error" in traced or traced["ok"]) else 1
 

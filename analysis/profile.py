@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
+from analysis.torch_compat import register_attention_flops
 from trainables.latency import LATENCY_MIN_SECONDS, measure_latency, measure_throughput
 
 THROUGHPUT_BATCH = 32  # images per forward pass for the throughput column
@@ -63,38 +64,14 @@ def state_dict_bytes(model: torch.nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _mha_fastpath_flop(query_shape, key_shape, value_shape, embed_dim, num_head, *args, out_shape=None, **kw) -> int:
-    """nn.MultiheadAttention in eval + inference mode runs as one fused op (torchvision's ViT does):
-    Q/K/V projections, the two attention matmuls and the output projection, counted as the unfused
-    layers would be. Shapes (batch, length, embed_dim)."""
-    b, q_len, e = query_shape
-    kv_len = key_shape[1]
-    head = e // num_head
-    projections = 2 * b * e * e * (q_len + 2 * kv_len + q_len)  # Q, K, V in; output out
-    attention = sdpa_flop_count((b, num_head, q_len, head), (b, num_head, kv_len, head), (b, num_head, kv_len, head))
-    return projections + attention
-
-
-# PyTorch's counter (torch 2.14) knows the CUDA attention kernels but neither the CPU one that
-# F.scaled_dot_product_attention dispatches to on CPU (timm's ViTs) nor nn.MultiheadAttention's fused
-# inference path (torchvision's ViTs): without these, attention would count as zero.
-_EXTRA_FORMULAS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
-    torch.ops.aten._native_multi_head_attention: _mha_fastpath_flop,
-}
-
-
 def count_flops(model: torch.nn.Module, input_size: int, device: torch.device | str = "cpu") -> int:
     """FLOPs of one real forward pass of a 1-image batch in eval + inference mode, counted by PyTorch's
     operator-level counter (convolutions, matmuls and attention; element-wise ops are not counted, as
     in torchvision's and timm's published figures)."""
+    register_attention_flops()  # attention on the CPU, nn.MultiheadAttention's fused path
     model.eval()
     x = torch.zeros(1, 3, input_size, input_size, device=device)
-    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         model(x)
     return int(counter.get_total_flops())

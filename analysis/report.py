@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -36,7 +35,6 @@ from analysis.compare import (  # noqa: E402
     COLUMNS,
     ROW_MODES,
     comparison_table,
-    finished,
     method_note,
     profiles,
     recipe_note,
@@ -45,27 +43,36 @@ from analysis.compare import (  # noqa: E402
     sweep_runs,
 )
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
-from analysis.profile import Profile  # noqa: E402
+from analysis.report_parts import (  # noqa: E402
+    CSS,
+    Report,
+    data_source,
+    fate_line,
+    fmt,
+    log_report,
+    search_space,
+    sweep_title,
+    trial_fate,
+    trials_planned,
+)
 from sweeps.credentials import TRACKING_URI_HELP  # noqa: E402
 from sweeps.credentials import shown as shown_uri  # noqa: E402  (analysis.compare's shown is the table's)
 from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri  # noqa: E402
 from trainables import metrics as M  # noqa: E402
+from trainables.contracts import (  # noqa: E402
+    DETECT_TASK,
+    SEARCHED_PARAM,
+    SWEEP_TAG,
+    TASK_TAG,
+    TRIALS_PLANNED_PARAM,
+    evidence_path,
+)
 from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
 
 # Per row, the figures its run logged under evidence/: (what the report calls it, file name).
 EVIDENCE = (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG), ("Grad-CAM", GRADCAM_PNG))
 MAX_EVIDENCE_ROWS = 12  # rows whose confusion matrix and curves are shown; every run keeps its own in MLflow
-SWEEP_TAG = "sweep"  # set on every sweep's parent run (sweeps.tracking)
 FIGURES = "figures"
-
-
-@dataclass
-class Report:
-    markdown: Path
-    csv: Path
-    html: Path
-    table: pd.DataFrame
-    profile: Profile | None
 
 
 def find_sweep(experiment: str, sweep: str | None = None) -> tuple[str, Run]:
@@ -82,13 +89,13 @@ def find_sweep(experiment: str, sweep: str | None = None) -> tuple[str, Run]:
     which = f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else f"tags.`{SWEEP_TAG}` LIKE '%'"
     parents = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"{which} AND params.trials_planned LIKE '%'",
+        filter_string=f"{which} AND params.{TRIALS_PLANNED_PARAM} LIKE '%'",
         order_by=["attributes.start_time DESC"],
         max_results=10,
     )
     parents = [r for r in parents if MLFLOW_PARENT_RUN_ID not in r.data.tags]
     if not parents:
-        what = f"no sweep named {sweep!r}" if sweep else "no sweep (parent run tagged 'sweep')"
+        what = f"no sweep named {sweep!r}" if sweep else f"no sweep (parent run tagged '{SWEEP_TAG}')"
         raise LookupError(f"--sweep: experiment {experiment!r} has {what}")
     return exp.experiment_id, parents[0]
 
@@ -130,34 +137,6 @@ def _labels(table: pd.DataFrame) -> list[str]:
     return [f"{a} {r[:6]}" for a, r in zip(table["arch"], table["run_id"], strict=True)]
 
 
-def trial_fate(runs: pd.DataFrame, planned: int | None, done: pd.DataFrame | None = None) -> dict[str, int]:
-    """How the sweep's trials ended, from their runs: finished (of which ASHA stopped early), failed,
-    killed or still running. ``done``: the finished runs with a result (default: classification's)."""
-    status = runs["status"].value_counts() if not runs.empty else pd.Series(dtype=int)
-    done = finished(runs) if done is None else done
-    early = int((done.get("tags.stopped_early", pd.Series(dtype=str)) == "true").sum())
-    return {
-        "planned": planned if planned is not None else len(runs),
-        "runs": len(runs),
-        "finished": int(status.get("FINISHED", 0)),
-        "stopped_early": early,
-        "ran_all_epochs": len(done) - early,
-        "failed": int(status.get("FAILED", 0)),
-        "killed": int(status.get("KILLED", 0)),
-        "running": int(status.get("RUNNING", 0)),
-    }
-
-
-def search_space(parent: Run) -> pd.DataFrame:
-    """The searched axes and the search's settings, as the sweep's parent run recorded them."""
-    p = parent.data.params
-    rows = [(k.removeprefix("space."), v) for k, v in sorted(p.items()) if k.startswith("space.")]
-    for k in ("search", "num_samples", "objectives", "points_to_evaluate", "asha", "grace_period", "max_epochs"):
-        if k in p:
-            rows.append((k, p[k]))
-    return pd.DataFrame(rows, columns=["setting", "value"])
-
-
 def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path | None]]:
     """run_id -> {"confusion matrix"/"learning curves": local copy, or None where the run has none}, for
     the first MAX_EVIDENCE_ROWS rows."""
@@ -169,7 +148,7 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
             target = out / f"{run_id}-{name}"  # one file per run: every run's evidence has the same names
             try:
                 got = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=f"evidence/{name}", dst_path=str(out)
+                    run_id=run_id, artifact_path=evidence_path(name), dst_path=str(out)
                 )
                 shutil.move(got, target)
                 found[run_id][key] = target
@@ -197,7 +176,7 @@ def build_report(
     figures = out_dir / FIGURES
     figures.mkdir(exist_ok=True)
     runs = sweep_runs(experiment_id, parent.info.run_id)
-    searched = parent.data.params.get("searched")
+    searched = parent.data.params.get(SEARCHED_PARAM)
     chosen = select_rows(runs, rows, searched.split(",") if searched else None)
     profs = None
     if profile and not chosen.empty:
@@ -205,16 +184,14 @@ def build_report(
     table = comparison_table(chosen, profs)
     # the method note names the shortest timing: cached rows may have been timed for longer
     prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
-    title = f"{parent.data.tags.get(SWEEP_TAG, parent.info.run_name)} ({_experiment_name(experiment_id)})"
-    planned = parent.data.params.get("trials_planned")
     facts = {
-        "title": title,
+        "title": sweep_title(parent, experiment_id),
         "rows": ROW_MODES[rows],
-        "fate": trial_fate(runs, int(planned) if planned else None),
+        "fate": trial_fate(runs, trials_planned(parent)),
         "space": search_space(parent),
         "method": f"{method_note(prof)} {recipe_note(chosen)}".strip(),
         "parent": parent,
-        "data": parent.data.params.get("data_source", "?"),
+        "data": data_source(parent),
     }
     plots = []
     if profs and len(table):
@@ -234,36 +211,18 @@ def build_report(
     page = out_dir / "report.html"
     page.write_text(to_html(table, facts, plots, evidence))
     if log:
-        mlflow.MlflowClient().log_artifacts(parent.info.run_id, str(out_dir), "report")
+        log_report(parent, out_dir)
     progress(f"report written in {time.perf_counter() - t0:.1f} s: {page}")
     return Report(md, csv, page, table, prof)
 
 
-def _experiment_name(experiment_id: str) -> str:
-    return mlflow.MlflowClient().get_experiment(experiment_id).name
-
-
-def _fate_line(f: dict[str, int]) -> str:
-    return (
-        f"{f['planned']} trials planned, {f['runs']} started: {f['finished']} finished "
-        f"({f['ran_all_epochs']} ran every epoch, {f['stopped_early']} stopped early by ASHA), "
-        f"{f['failed']} failed, {f['killed']} killed, {f['running']} still running."
-    )
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float | np.floating):
-        return "" if np.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     out = shown(table)
-    return out.map(_fmt) if not out.empty else out
+    return out.map(fmt) if not out.empty else out
 
 
 def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict, out_dir: Path) -> str:
-    lines = [f"# Model comparison: {facts['title']}", "", f"Data: {facts['data']}. {_fate_line(facts['fate'])}", ""]
+    lines = [f"# Model comparison: {facts['title']}", "", f"Data: {facts['data']}. {fate_line(facts['fate'])}", ""]
     if table.empty:
         lines += ["No finished trial reported a validation accuracy: nothing to compare.", ""]
     else:
@@ -294,20 +253,6 @@ def _img(path: Path | None, alt: str) -> str:
     return f'<img{wide} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1500px;padding:0 1rem;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1rem 0}
-th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3;position:sticky;top:0}
-td:nth-child(-n+5){text-align:left}
-.note{color:#555;font-size:13px;max-width:1100px}
-img{max-width:calc(50% - 1rem);margin:.5rem 1rem .5rem 0;border:1px solid #eee}
-img.wide{max-width:100%}
-.missing{color:#a00}
-.figs{display:flex;flex-wrap:wrap;align-items:flex-start}
-"""
-
-
 def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict) -> str:
     """One file, nothing fetched: styles inline, figures as data URIs, no scripts."""
     e = html.escape
@@ -315,7 +260,7 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(facts['title'])}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Model comparison: {e(facts['title'])}</h1>",
-        f"<p>Data: {e(facts['data'])}. {e(_fate_line(facts['fate']))}</p>",
+        f"<p>Data: {e(facts['data'])}. {e(fate_line(facts['fate']))}</p>",
         f"<p class=note>MLflow parent run <code>{e(facts['parent'].info.run_id)}</code>, tracking URI "
         f"<code>{e(shown_uri(mlflow.get_tracking_uri()))}</code>.</p>",
     ]
@@ -353,7 +298,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add = p.add_argument
     add("--experiment", required=True, help="MLflow experiment name (a sweep prints it; e.g. classify-digits)")
-    add("--sweep", help="sweep name (the parent run's 'sweep' tag, e.g. sweep-20261123-101500); default: the latest")
+    add(
+        "--sweep",
+        help=f"sweep name (the parent run's '{SWEEP_TAG}' tag, e.g. sweep-20261123-101500); default: the latest",
+    )
     add("--tracking-uri", help=TRACKING_URI_HELP)
     add("--rows", choices=list(ROW_MODES), default="arch", help="; ".join(f"{k}: {v}" for k, v in ROW_MODES.items()))
     add("--out", type=Path, help="output directory; default: reports/<experiment>/<sweep>")
@@ -395,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sweep = parent.data.tags.get(SWEEP_TAG, parent.info.run_id)
     out = args.out or Path("reports") / args.experiment / sweep
-    if parent.data.tags.get("task") == "detect":  # sweeps/detect.py: one row per YOLO model
+    if parent.data.tags.get(TASK_TAG) == DETECT_TASK:  # one row per YOLO model
         from analysis.detect_report import build_detection_report
 
         report = build_detection_report(

@@ -16,9 +16,9 @@ import mlflow
 import numpy as np
 from PIL import Image
 
+from trainables.contracts import SAMPLES_DIR
 from trainables.data import ImageSamples, to_rgb
 
-SAMPLES_DIR = "samples"  # artifact folder on the sweep's parent run
 INDEX_FILE = "index.json"
 MAX_SAMPLES = 16  # enough to see what a model looks at, few enough to show every model's in the report
 

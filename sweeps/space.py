@@ -17,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps import optuna_compat
 from sweeps.config import SweepConfig
 
 
@@ -82,7 +83,7 @@ class NoRepeats(OptunaSearch):
         for attempt in range(self.MAX_REPEATS + 1):
             if attempt == self.MAX_REPEATS and self._untried:
                 point = self._untried[self._rng.randrange(len(self._untried))]
-                self._ot_study.enqueue_trial({k: v for k, v in zip(self._keys, point, strict=True) if v is not None})
+                optuna_compat.enqueue(self, {k: v for k, v in zip(self._keys, point, strict=True) if v is not None})
             config = super().suggest(trial_id)
             if not isinstance(config, dict):
                 return config
@@ -93,15 +94,16 @@ class NoRepeats(OptunaSearch):
                     self._untried.remove(key)
                 return config
             self.repeats += 1
-            self._answer(self._ot_trials.pop(trial_id), self._started[key])
+            self._answer(optuna_compat.forget(self, trial_id), self._started[key])
         return Searcher.FINISHED if not self._untried else None
 
     def _answer(self, repeat: optuna.trial.Trial, earlier_id: str) -> None:
-        earlier = self._ot_study.trials[self._ot_trials[earlier_id].number]
+        earlier = optuna_compat.record(self, earlier_id)
+        study = optuna_compat.study(self)
         if earlier.state == TrialState.COMPLETE:
-            self._ot_study.tell(repeat, earlier.values if len(earlier.values) > 1 else earlier.value)
+            study.tell(repeat, earlier.values if len(earlier.values) > 1 else earlier.value)
         else:  # still running (or failed): no value to give yet
-            self._ot_study.tell(repeat, state=TrialState.PRUNED)
+            study.tell(repeat, state=TrialState.PRUNED)
 
 
 def search_algorithm(cfg: SweepConfig) -> OptunaSearch:

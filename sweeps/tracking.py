@@ -31,10 +31,9 @@ from sweeps.credentials import (
     split_credentials,
 )
 from trainables.config import TrialConfig
+from trainables.contracts import CHAMPION_ALIAS, HOSTNAME_TAG, MODEL_ID_TAG, RESUMES_TAG, SWEEP_TAG
+from trainables.contracts import TRIAL_ID_TAG as TRIAL_ID_TAG  # sweeps.run imports it from here
 
-TRIAL_ID_TAG = "ray_trial_id"
-SWEEP_TAG = "sweep"
-CHAMPION_ALIAS = "champion"
 SERVER_CHECK_TIMEOUT_S = 10
 
 
@@ -68,7 +67,7 @@ def sweep_tags(sweep_name: str, project_root: Path) -> dict[str, str]:
     return {
         SWEEP_TAG: sweep_name,
         "git_commit": git_commit(project_root),
-        "hostname": socket.gethostname(),
+        HOSTNAME_TAG: socket.gethostname(),
         "user": getpass.getuser(),
         "python": platform.python_version(),
         **library_versions(),
@@ -275,16 +274,14 @@ def start_parent_run(experiment: str, sweep_name: str, project_root: Path) -> ml
 def reopen_parent_run(run_id: str) -> mlflow.ActiveRun:
     """The parent run of a sweep being resumed: the same run, RUNNING again, with a count of resumes."""
     run = mlflow.start_run(run_id=run_id)
-    resumes = int(run.data.tags.get("resumes", "0")) + 1
-    mlflow.set_tag("resumes", str(resumes))
+    resumes = int(run.data.tags.get(RESUMES_TAG, "0")) + 1
+    mlflow.set_tag(RESUMES_TAG, str(resumes))
     return run
 
 
 def register_champion(model_name: str, run_id: str, description: str) -> str:
     """Register the trial's logged model (its run's ``model_id`` tag) as a new version of ``model_name``
     and point the ``champion`` alias at it. Returns 'name@champion (version N)'."""
-    from sweeps.trial_runs import MODEL_ID_TAG
-
     client = MlflowClient()
     model_id = client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
     if model_id is None:

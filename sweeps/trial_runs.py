@@ -45,16 +45,38 @@ from analysis.evidence import write_confusion, write_learning_curves, write_per_
 from analysis.gradcam import gradcam, write_gradcam
 from analysis.samples import read_samples
 from sweeps.config import trial_params
-from sweeps.tracking import SWEEP_TAG, TRIAL_ID_TAG, run_name
+from sweeps.tracking import run_name
 from trainables import detection as D
 from trainables import metrics as M
 from trainables.config import TrialConfig
+from trainables.contracts import (
+    CHECKPOINT_DIR,
+    DETECT_RECORD_FILE,
+    DETECT_WEIGHTS_FILE,
+    DEVICE_TAG,
+    EPOCH_GAP_TAG,
+    ERROR_TAG,
+    EVIDENCE_DIR,
+    FAMILY_PARAM,
+    FAMILY_TAG,
+    GRADCAM_TAG,
+    HOSTNAME_TAG,
+    INFO_PREFIX,
+    LAST_ERROR_TAG,
+    MODEL_ID_TAG,
+    RETRIES_TAG,
+    STOPPED_EARLY_TAG,
+    SWEEP_TAG,
+    TRIAL_ID_TAG,
+    WEIGHTS_DIR,
+    TrialState,
+    best_model_of,
+    load_trial_state,
+    save_best_model,
+)
 from trainables.models import build_model, family_of
-from trainables.trainable import STATE_FILE
 
-INFO_PREFIX = "info/"  # per-trial facts the trainable reports (input size, device, ...): run params
 MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
-MODEL_ID_TAG = "model_id"  # the trial's model logged with MLflow's PyTorch flavour (models:/<id>)
 RETRY_S = 5.0  # pause between attempts while the tracking store refuses a write
 PERMANENT_ATTEMPTS = 3  # a write that fails for another reason than an unreachable store, this often, is set aside
 MAX_REFUSALS_SHOWN = 3  # refused writes quoted in the end-of-sweep error; the rest are counted
@@ -338,7 +360,7 @@ class MlflowTrialCallback(Callback):
                 MLFLOW_RUN_NAME: name,
                 TRIAL_ID_TAG: trial_id,
                 SWEEP_TAG: self.sweep_name,
-                "family": params["family"],
+                FAMILY_TAG: params[FAMILY_PARAM],
             },
         )
         self.client.log_batch(run.info.run_id, params=_params(params))
@@ -347,7 +369,7 @@ class MlflowTrialCallback(Callback):
     def _describe(self, config: dict) -> tuple[str, dict[str, Any]]:
         """The run's name and parameters: every TrialConfig field, the defaults the sweep did not set
         included (the run says what ran), and the model family."""
-        return run_name(config), {**trial_params(config), "family": family_of(config["arch"])}
+        return run_name(config), {**trial_params(config), FAMILY_PARAM: family_of(config["arch"])}
 
     def _status(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.status
@@ -366,13 +388,13 @@ class MlflowTrialCallback(Callback):
             return
         if epoch > last + 1:  # cannot happen while results arrive in order; say so loudly if it does
             log(f"warning: trial {op['trial']}: epochs {last + 1}..{epoch - 1} missing from its run")
-            self.client.set_tag(run_id, "epoch_gap", f"{last + 1}..{epoch - 1}")
+            self.client.set_tag(run_id, EPOCH_GAP_TAG, f"{last + 1}..{epoch - 1}")
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in op["metrics"].items()]
         params, tags = [], []
-        if run_id not in self._info_logged and "device" not in self.client.get_run(run_id).data.tags:
+        if run_id not in self._info_logged and DEVICE_TAG not in self.client.get_run(run_id).data.tags:
             params = _params(op["info"])
-            tags = [RunTag("hostname", op["hostname"]), RunTag("device", str(op["info"].get("device", "")))]
+            tags = [RunTag(HOSTNAME_TAG, op["hostname"]), RunTag(DEVICE_TAG, str(op["info"].get("device", "")))]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
         self._info_logged.add(run_id)
         self._last_step[run_id] = epoch
@@ -380,7 +402,7 @@ class MlflowTrialCallback(Callback):
     def _on_recover(self, run_id: str, op: dict) -> None:
         log(f"trial {op['trial']} failed and is retried from its last checkpoint: {op['error'][:200]}")
         self.client.log_batch(
-            run_id, tags=[RunTag("retries", str(op["failures"])), RunTag("last_error", op["error"][:5000])]
+            run_id, tags=[RunTag(RETRIES_TAG, str(op["failures"])), RunTag(LAST_ERROR_TAG, op["error"][:5000])]
         )
 
     def _on_complete(self, run_id: str, op: dict) -> None:
@@ -391,8 +413,8 @@ class MlflowTrialCallback(Callback):
         stopped_early = step < int(op["config"]["max_epochs"])
         self.client.log_batch(
             run_id,
-            metrics=[*summary, Metric("epochs_run", float(step), now, step)],
-            tags=[RunTag("stopped_early", str(stopped_early).lower())],
+            metrics=[*summary, Metric(M.EPOCHS_RUN, float(step), now, step)],
+            tags=[RunTag(STOPPED_EARLY_TAG, str(stopped_early).lower())],
         )
         if op["checkpoint"] is not None:
             with op["checkpoint"].as_directory() as d:
@@ -401,11 +423,10 @@ class MlflowTrialCallback(Callback):
 
     def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:
         """What a finished trial leaves besides its metrics, from its last checkpoint."""
-        state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
-        self._log_evidence(run_id, op, state)
+        self._log_evidence(run_id, op, load_trial_state(checkpoint_dir))
 
     def _on_error(self, run_id: str, op: dict) -> None:
-        self.client.set_tag(run_id, "error", op["error"][:5000])
+        self.client.set_tag(run_id, ERROR_TAG, op["error"][:5000])
         self.client.set_terminated(run_id, status="FAILED")
 
     def _on_interrupted(self, run_id: str, op: dict) -> None:
@@ -414,7 +435,7 @@ class MlflowTrialCallback(Callback):
 
     # ---- the evidence of a finished trial ----------------------------------------------------------
 
-    def _log_evidence(self, run_id: str, op: dict, state: dict) -> None:
+    def _log_evidence(self, run_id: str, op: dict, state: TrialState) -> None:
         """The best epoch's weights with the preprocessing they expect (``checkpoint/best_model.pt``), the
         confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), and the
         model in MLflow's PyTorch flavour."""
@@ -426,21 +447,8 @@ class MlflowTrialCallback(Callback):
         history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
         with tempfile.TemporaryDirectory() as d:
             out = Path(d)
-            ckpt = out / "best_model.pt"
-            torch.save(
-                {
-                    "model": best["model"],
-                    "arch": cfg.arch,
-                    "num_classes": info["num_classes"],
-                    "input_size": info["input_size"],
-                    "classes": best["classes"],
-                    "preprocessing": state.get("preprocessing"),  # the eval transform (trainables.augment.eval_config)
-                    "epoch": best["epoch"],
-                    M.BEST_VAL_ACC: best["val_acc"],
-                },
-                ckpt,
-            )
-            self.client.log_artifact(run_id, str(ckpt), "checkpoint")
+            ckpt = save_best_model(best_model_of(state, cfg.arch), out)
+            self.client.log_artifact(run_id, str(ckpt), CHECKPOINT_DIR)
             title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
             files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
             files.append(write_per_class(best["test_report"], best["classes"], out))
@@ -448,11 +456,11 @@ class MlflowTrialCallback(Callback):
             files.append(write_learning_curves(history, out, name))
             files += self._gradcam(run_id, cfg.arch, model, state, out, name)
             for f in files:
-                self.client.log_artifact(run_id, str(f), "evidence")
+                self.client.log_artifact(run_id, str(f), EVIDENCE_DIR)
         if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:
             self._log_model(run_id, model, state)
 
-    def _gradcam(self, run_id: str, arch: str, model, state: dict, out: Path, name: str) -> list[Path]:
+    def _gradcam(self, run_id: str, arch: str, model, state: TrialState, out: Path, name: str) -> list[Path]:
         """Grad-CAM of the best model on the sweep's sample images. Where none can be drawn, the run's
         ``gradcam`` tag says why and the trial's other evidence is logged all the same; otherwise the tag
         names the layer read."""
@@ -468,15 +476,15 @@ class MlflowTrialCallback(Callback):
                 heat = gradcam(model, arch, state["preprocessing"], self._samples)
                 title = f"{name}: epoch {state['best']['epoch']} (best on validation), the sweep's validation samples"
                 files = write_gradcam(heat, self._samples, state["best"]["classes"], out, title)
-                self.client.set_tag(run_id, "gradcam", heat.target)
+                self.client.set_tag(run_id, GRADCAM_TAG, heat.target)
                 return files
             except Exception as e:  # noqa: BLE001 - a heatmap that cannot be drawn must not cost the trial its evidence
                 why = f"{type(e).__name__}: {str(e)[:300]}"
-        self.client.set_tag(run_id, "gradcam", f"none: {why}")
+        self.client.set_tag(run_id, GRADCAM_TAG, f"none: {why}")
         log(f"trial {run_id}: no Grad-CAM: {why}")
         return []
 
-    def _log_model(self, run_id: str, model: torch.nn.Module, state: dict) -> None:
+    def _log_model(self, run_id: str, model: torch.nn.Module, state: TrialState) -> None:
         info = state["info"]
         size = int(info["input_size"])
         x = torch.zeros(2, 3, size, size)
@@ -518,10 +526,10 @@ class DetectionTrialCallback(MlflowTrialCallback):
         lr = f"{cfg.lr0:.0e}".replace("e-0", "e-")
         name = f"{cfg.model}-{cfg.imgsz}px-{cfg.optimizer}-{cfg.augment}-lr{lr}"
         # The augmentation values the trial trains with, resolved from its strength level.
-        params = {**cfg.to_dict(), **cfg.augmentation(), "nbs": cfg.nbs or cfg.batch, "family": cfg.family}
+        params = {**cfg.to_dict(), **cfg.augmentation(), "nbs": cfg.nbs or cfg.batch, FAMILY_PARAM: cfg.family}
         return name, params
 
     def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:
-        for name, where in (("best.pt", "weights"), ("trial.json", "evidence")):
+        for name, where in ((DETECT_WEIGHTS_FILE, WEIGHTS_DIR), (DETECT_RECORD_FILE, EVIDENCE_DIR)):
             if (checkpoint_dir / name).is_file():
                 self.client.log_artifact(run_id, str(checkpoint_dir / name), where)

@@ -14,6 +14,13 @@ from trainables.registry import unknown_name_message
 
 WEIGHTS = ("none", "imagenet")  # or a path to a local weights file with one of WEIGHT_FILE_SUFFIXES
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# Named presets, one model of each family per size, smallest first. Any timm name works too; these are
+# the ones the project compares by default and has measured (BENCHMARKS.md).
+ARCH_PRESETS = {
+    "tiny": ("resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto"),
+    "small": ("resnet34", "efficientnet_b1", "vit_small_patch16_224", "convnext_nano"),
+    "base": ("resnet50", "efficientnet_b2", "vit_base_patch16_224", "convnext_tiny"),
+}
 PRETRAINED_BACKBONE_LR_MULT = 0.1  # the backbone's share of the head's rate when its weights are pretrained
 
 

@@ -25,6 +25,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
+from trainables.contracts import DATA_SOURCE_PARAM
+
 DIGITS = "digits"  # the name of the embedded default dataset
 BACKGROUND = (255, 255, 255)  # what transparent pixels become: images are composited onto white
 MAX_LISTED = 20  # bad files named in one error message; the rest are counted
@@ -215,7 +217,7 @@ class DatasetSplits:
     def summary(self) -> dict[str, int | str]:
         return {
             "data_name": self.name,
-            "data_source": self.source,
+            DATA_SOURCE_PARAM: self.source,  # read back by the report
             "num_classes": self.num_classes,
             "train_size": len(self.train),
             "val_size": len(self.val),

@@ -7,11 +7,15 @@ W&B... callbacks, its analytics and its platform sync) are taken off the trainer
 exactly one MLflow run, the sweep's; and nothing of a default trial touches the network:
 
 - the model is built from its YAML definition (random init) unless a local ``.pt`` is given;
-- ``YOLO_OFFLINE`` and ``YOLO_AUTOINSTALL=false`` are set before Ultralytics is imported, so it does not
-  probe DNS, check for updates or pip-install anything;
+- ``YOLO_OFFLINE`` and ``YOLO_AUTOINSTALL=false`` are set before Ultralytics is imported
+  (``load_ultralytics``, which every path calls first), so it does not probe DNS, check for updates or
+  pip-install anything;
 - the AMP check on CUDA, which downloads a model to compare against, is replaced by a local one;
 - Ultralytics fetches the Arial font the first time it checks a dataset: it gets matplotlib's bundled
-  DejaVu Sans instead (``keep_ultralytics_offline``), and training plots are off.
+  DejaVu Sans instead, and training plots are off.
+
+How each of these reaches into Ultralytics is in ``trainables.ultralytics_compat``. Importing this module
+imports no Ultralytics and sets no environment variable.
 
 ``tests/trainables/test_detection.py`` runs a trial with every non-local connection refused and recorded.
 """
@@ -20,22 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Before any `import ultralytics` in this process: module-level switches in ultralytics.utils.
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("YOLO_VERBOSE", "false")
-
-from trainables.registry import unknown_name_message  # noqa: E402
+from trainables.registry import unknown_name_message
+from trainables.ultralytics_compat import load_ultralytics, quiet_trainer_class
 
 # Model families and sizes (Ultralytics' YAML definitions, ``<family><size>.yaml``).
 FAMILIES = ("yolov8", "yolo11", "yolo12", "yolo26")
@@ -201,28 +199,6 @@ class DetectTrialConfig:
         )
 
 
-def load_ultralytics() -> None:
-    """Import Ultralytics, then undo what its import does to the rest of the process: it sets
-    OMP_NUM_THREADS=1 (inherited by every process started later: Ray's workers, the profiler, which then
-    times on one thread where classification uses every core) and wraps PIL.Image.open (changing the
-    errors a broken image file raises). Call it before any other Ultralytics import; later calls do
-    nothing. HEIF images, which that wrapper would open, are not supported here."""
-    if "ultralytics" in sys.modules:
-        return
-    import PIL.Image
-    import torch  # noqa: F401 - first: OpenMP sizes torch's thread pool when torch loads, so not at Ultralytics' 1
-
-    omp, pil_open = os.environ.get("OMP_NUM_THREADS"), PIL.Image.open
-    import ultralytics  # noqa: F401
-
-    if omp is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = omp
-    PIL.Image.open = pil_open
-    keep_ultralytics_offline()
-
-
 def model_source(cfg: DetectTrialConfig) -> tuple[str, str | None]:
     """(the YAML definition to build, the local .pt whose weights are transferred or None)."""
     if cfg.weights == "none":
@@ -250,62 +226,6 @@ def _ours(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {
         f"{prefix}_{ours}": float(metrics[theirs]) for theirs, ours in _ULTRALYTICS_KEYS.items() if theirs in metrics
     }
-
-
-def quiet_trainer_class():
-    """Ultralytics' DetectionTrainer, minus its integrations (only ``callbacks.base`` defaults and this
-    project's callbacks stay) and with a local AMP check."""
-    load_ultralytics()
-    import torch
-    from ultralytics.engine import trainer as trainer_module
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    class QuietTrainer(DetectionTrainer):
-        removed: list[str] = []
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            for event, fns in self.callbacks.items():
-                keep = [f for f in fns if not _integration(f)]
-                QuietTrainer.removed += sorted({f.__module__ for f in fns if _integration(f)} - set(self.removed))
-                self.callbacks[event] = keep
-
-        def _setup_train(self) -> None:
-            # check_amp() compares the model against a downloaded yolo26n.pt. Without it, AMP is used on
-            # CUDA as asked (``amp``); that path has not run on a GPU in this project yet.
-            original = trainer_module.check_amp
-            trainer_module.check_amp = lambda model: torch.cuda.is_available()
-            try:
-                super()._setup_train()
-            finally:
-                trainer_module.check_amp = original
-
-    return QuietTrainer
-
-
-def local_font(font: str = "Arial.ttf") -> str:
-    """Ultralytics' ``check_font`` without its download: labels in plots are drawn with matplotlib's
-    bundled DejaVu Sans. (Its dataset check asks for Arial.ttf, fetched from the network when missing.)"""
-    from matplotlib import font_manager
-
-    return font_manager.findfont("DejaVu Sans")
-
-
-def keep_ultralytics_offline() -> None:
-    """Point every place Ultralytics resolves a font at ``local_font`` (idempotent)."""
-    import ultralytics.data.utils
-    import ultralytics.utils.checks
-    import ultralytics.utils.plotting
-
-    for module in (ultralytics.utils.checks, ultralytics.data.utils, ultralytics.utils.plotting):
-        module.check_font = local_font
-
-
-def _integration(fn: Callable) -> bool:
-    module = getattr(fn, "__module__", "") or ""
-    return module.startswith(("ultralytics.utils.callbacks.", "ultralytics.utils.events", "ultralytics.hub")) and (
-        module != "ultralytics.utils.callbacks.base"
-    )
 
 
 def fit_detector(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from trainables import metrics as M
 from trainables.augment import eval_config, eval_transform, train_transform
 from trainables.config import TrialConfig
+from trainables.contracts import BestEpoch, TrialInfo, TrialState
 from trainables.data import DatasetSplits, ImageSamplesDataset
 from trainables.freeze import BackboneHold, apply_freeze, param_groups
 from trainables.latency import measure_latency
@@ -34,7 +35,7 @@ TRIAL_LATENCY_RUNS = dict(warmup=5, min_repeats=20, min_seconds=0.3)
 @dataclass
 class EpochReport:
     metrics: dict[str, float]  # this epoch's curves plus the best-so-far summary (trainables.metrics)
-    state: dict[str, Any]  # everything needed to resume after this epoch; tensors, numbers and strings only
+    state: TrialState  # everything needed to resume after this epoch (trainables.contracts)
     improved: bool  # this epoch is the new best on validation
 
 
@@ -51,7 +52,7 @@ class Pieces:
     hold: BackboneHold | None  # freeze='gradual': the head-only warm-up
     loaders: dict[str, DataLoader]
     data_config: dict[str, Any]
-    info: dict[str, Any] = field(default_factory=dict)  # facts recorded as run parameters
+    info: TrialInfo  # facts recorded as run parameters
 
 
 def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Pieces:
@@ -81,21 +82,21 @@ def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Piec
     )
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    info = {
-        "num_classes": splits.num_classes,
-        "input_size": int(dc["input_size"][-1]),
-        "interpolation": dc["interpolation"],
-        "mean": tuple(round(float(v), 4) for v in dc["mean"]),
-        "std": tuple(round(float(v), 4) for v in dc["std"]),
-        "crop_pct": dc["crop_pct"],
-        "param_count": n_params,
-        "trainable_param_count": n_trainable,
-        "device": str(device),
-        "amp_active": cfg.amp and device.type == "cuda",
-        "channels_last": device.type == "cuda",
-        "loader_workers": cfg.num_workers or 0,
-        "weights_source": source,
-    }
+    info = TrialInfo(
+        num_classes=splits.num_classes,
+        input_size=int(dc["input_size"][-1]),
+        interpolation=dc["interpolation"],
+        mean=tuple(round(float(v), 4) for v in dc["mean"]),
+        std=tuple(round(float(v), 4) for v in dc["std"]),
+        crop_pct=dc["crop_pct"],
+        param_count=n_params,
+        trainable_param_count=n_trainable,
+        device=str(device),
+        amp_active=cfg.amp and device.type == "cuda",
+        channels_last=device.type == "cuda",
+        loader_workers=cfg.num_workers or 0,
+        weights_source=source,
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     mixup = None
     if cfg.mixes:  # label smoothing moves into the mixed soft targets
@@ -196,13 +197,14 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 
 def fit(
-    cfg: TrialConfig, splits: DatasetSplits, device: torch.device, resume: dict | None = None
+    cfg: TrialConfig, splits: DatasetSplits, device: torch.device, resume: TrialState | None = None
 ) -> Iterator[EpochReport]:
     """Train ``cfg.max_epochs`` epochs, validating after each; the best epoch (by validation accuracy)
     is evaluated on the test split when it is found, so every epoch's report carries the test metrics
     of the model that validation has chosen so far. Test data never influences any choice."""
     p = build(cfg, splits, device)
-    start_epoch, num_updates, best, train_time = 0, 0, None, 0.0
+    start_epoch, num_updates, train_time = 0, 0, 0.0
+    best: BestEpoch | None = None
     if resume is not None:
         p.model.load_state_dict(resume["model"])
         p.optimizer.load_state_dict(resume["optimizer"])
@@ -222,20 +224,20 @@ def fit(
         improved = best is None or val["acc"] > best["val_acc"]
         if improved:
             test = evaluate(p, "test", device, k, cfg.amp, report=True)
-            best = {
-                "epoch": epoch,
-                "val_acc": val["acc"],
-                "test": {
+            best = BestEpoch(
+                epoch=epoch,
+                val_acc=val["acc"],
+                test={
                     M.TEST_ACC: test["acc"],
                     M.TEST_F1: test["f1"],
                     M.TEST_PRECISION: test["precision"],
                     M.TEST_RECALL: test["recall"],
                     **({M.TEST_TOP5: test["top5"]} if "top5" in test else {}),
                 },
-                "test_report": test["report"],  # confusion matrix and per-class metrics on the test split
-                "classes": list(splits.classes),
-                "model": {n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
-            }
+                test_report=test["report"],  # confusion matrix and per-class metrics on the test split
+                classes=list(splits.classes),
+                model={n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
+            )
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         metrics = {
@@ -255,14 +257,14 @@ def fit(
             M.TRAIN_TIME: train_time,
             **best["test"],
         }
-        state = {
-            "epoch": epoch,
-            "num_updates": num_updates,
-            "model": p.model.state_dict(),
-            "optimizer": p.optimizer.state_dict(),
-            "best": best,
-            "train_time_s": train_time,
-            "info": p.info,
-            "preprocessing": eval_config(p.data_config),  # the eval transform, for whoever serves the model
-        }
+        state = TrialState(
+            epoch=epoch,
+            num_updates=num_updates,
+            model=p.model.state_dict(),
+            optimizer=p.optimizer.state_dict(),
+            best=best,
+            train_time_s=train_time,
+            info=p.info,
+            preprocessing=eval_config(p.data_config),  # the eval transform, for whoever serves the model
+        )
         yield EpochReport(metrics=metrics, state=state, improved=improved)

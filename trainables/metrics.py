@@ -43,6 +43,8 @@ TEST_TOP5 = "test_top5"  # top-5 accuracy; only with more than 5 classes (with 5
 TOP5_MIN_CLASSES = 6
 TRAIN_TIME = "train_time_s"  # wall seconds of training + validation over all epochs run, retries included
 SUMMARY_METRICS = (BEST_VAL_ACC, BEST_EPOCH, *TEST_METRICS, TRAIN_TIME)
+# Logged by the sweep when a trial ends, for every task: the epochs it ran (fewer than max_epochs: stopped early).
+EPOCHS_RUN = "epochs_run"
 
 # What the search optimises and ASHA compares trials on.
 SEARCH_METRIC = VAL_ACC

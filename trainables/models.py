@@ -10,7 +10,7 @@ from typing import Any
 import timm
 import torch
 
-from trainables.config import is_weights_file
+from trainables.config import ARCH_PRESETS, is_weights_file  # noqa: F401  (ARCH_PRESETS: read from here too)
 
 # The four families the product exists to compare, recognised from timm's model names.
 FAMILY_PREFIXES = {
@@ -18,15 +18,6 @@ FAMILY_PREFIXES = {
     "efficientnet": ("efficientnet", "tf_efficientnet", "efficientnetv2"),
     "vit": ("vit_", "deit"),
     "convnext": ("convnext",),
-}
-
-
-# Named presets, one model of each family per size, smallest first. Any timm name works too; these are
-# the ones the project compares by default and has measured (BENCHMARKS.md).
-ARCH_PRESETS = {
-    "tiny": ("resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "convnext_atto"),
-    "small": ("resnet34", "efficientnet_b1", "vit_small_patch16_224", "convnext_nano"),
-    "base": ("resnet50", "efficientnet_b2", "vit_base_patch16_224", "convnext_tiny"),
 }
 
 

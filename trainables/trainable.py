@@ -15,11 +15,10 @@ import torch
 from ray import tune
 
 from trainables.config import TrialConfig
+from trainables.contracts import INFO_PREFIX, load_trial_state, save_trial_state
 from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
 
-# Resumable trial state: model, optimizer, epoch, and the best epoch's weights ("best" -> "model") and metrics.
-STATE_FILE = "state.pt"
 # Fault injection, for the tests that prove a failed trial is retried into the same MLflow run: a trial
 # started from scratch raises halfway through this epoch, after its first training batch (as a bad batch
 # or a CUDA error would), and its retry resumes from the previous epoch's checkpoint (a detection trial:
@@ -60,7 +59,7 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
         with checkpoint.as_directory() as d:
-            resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+            resume = load_trial_state(d)
 
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if resume is None else 0
     if fail_in:  # counted in this process: the tests that use it load images here (num_workers 0)
@@ -69,9 +68,9 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
             splits.train.armed[0] = cfg.batch_size  # one batch of epoch 1, then fail
     for report in fit(cfg, splits, device, resume=resume):
         with tempfile.TemporaryDirectory() as d:
-            torch.save(report.state, os.path.join(d, STATE_FILE))
+            save_trial_state(report.state, d)
             tune.report(
-                {**report.metrics, **{f"info/{k}": v for k, v in report.state["info"].items()}},
+                {**report.metrics, **{f"{INFO_PREFIX}{k}": v for k, v in report.state["info"].items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
         if fail_in and report.metrics["epoch"] == fail_in - 1:
@@ -107,7 +106,7 @@ def train_detector(config: dict, data: dict) -> None:
                 shutil.copy2(f, d)
             info = {**r.info, "device": torch.cuda.get_device_name(0) if gpus > 0 else "cpu", "threads": threads}
             tune.report(
-                {**r.metrics, **{f"info/{k}": v for k, v in info.items()}},
+                {**r.metrics, **{f"{INFO_PREFIX}{k}": v for k, v in info.items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
         if fail_in and r.metrics["epoch"] == fail_in - 1:  # the tests' fault: epoch fail_in never finishes

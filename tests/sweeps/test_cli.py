@@ -111,7 +111,7 @@ def test_every_slot_of_the_sweeps_own_ray_starts_a_trial_at_once():
 def test_only_a_ray_of_the_sweeps_own_is_kept_to_loopback(tmp_path, monkeypatch):
     from ray._private import ray_constants
 
-    from sweeps.run import RAY_LOCAL_ONLY, loopback_only, starts_local_ray
+    from sweeps.ray_compat import RAY_LOCAL_ONLY, loopback_only, starts_local_ray
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` instance of this machine is found
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -393,12 +393,13 @@ def test_a_batch_as_large_as_the_training_split_is_one_full_step_and_fine(tmp_pa
 
 
 def test_a_batch_larger_than_the_smoke_tests_split_is_among_the_problems_found_before_ray(tmp_path):
+    from sweeps.classification import TASK
     from sweeps.run import check_request
 
     argv = ["--smoke-test", "--archs", "resnet18", "--batch-size", "512", "--storage-path", str(tmp_path / "r")]
     cfg = config_from_args(parse_args(argv))  # valid as a recipe: the split's size is not known yet
-    splits, problems = check_request(cfg, f"sqlite:///{tmp_path}/m.db")
-    assert len(splits.train) == 300
+    prepared, problems = check_request(TASK, cfg, f"sqlite:///{tmp_path}/m.db")
+    assert prepared is None  # the batch size is one of the problems: nothing was prepared for trials
     assert f"{cfg.source}: space.batch_size: 512 is more than the 300 images of the training split" in problems
 
 

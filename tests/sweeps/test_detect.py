@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 # Not importorskip: importing Ultralytics here, at collection, would change the whole test session
-# (trainables.detection.load_ultralytics says how); tests import it through load_ultralytics.
+# (trainables.ultralytics_compat.load_ultralytics says how); tests import it through load_ultralytics.
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ultralytics") is None,
     reason='detection needs the [detect] extra: pip install -e ".[detect]"',
@@ -180,14 +180,14 @@ def test_bad_data_is_refused_before_anything_starts(tmp_path, ray_tmp):
 
 
 def test_a_users_data_yaml_is_read_with_its_splits(tmp_path):
-    from sweeps.detect import prepare_data
     from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
 
     root = generate(tmp_path, ShapesSpec(train=12, val=5, test=0), progress=lambda _: None).parent
     text = (root / "data.yaml").read_text().replace("test: images/test\n", "")
     (root / "mine.yaml").write_text(text)
     cfg = config_from_dict({"data": str(root / "mine.yaml")})
-    data, summary = prepare_data(cfg)
+    data, summary, _ = prepare_data(cfg, print)
     assert data == {"yaml": str(root / "mine.yaml")}
     assert (summary["train_size"], summary["val_size"], summary["num_classes"]) == (12, 5, 3)
     assert "test_size" not in summary

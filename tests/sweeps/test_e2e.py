@@ -28,13 +28,12 @@ from analysis.evidence import (
 )
 from analysis.export import INPUT, ONNX_FILE, onnx_session
 from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
-from sweeps.tracking import CHAMPION_ALIAS, TRIAL_ID_TAG
-from sweeps.trial_runs import MODEL_ID_TAG
 from tests.browser import render_html
 from tests.conftest import REPO, Listeners, sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
+from trainables.contracts import CHAMPION_ALIAS, MODEL_ID_TAG, TRIAL_ID_TAG
 from trainables.data import ImageSamplesDataset, check_image, load_splits
 
 pytestmark = pytest.mark.e2e

@@ -17,11 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.tracking import TRIAL_ID_TAG
 from tests.conftest import REPO, sweep_cmd, sweep_env
 from tests.sweeps.conftest import free_port, wait_for
 from tests.sweeps.test_e2e import EVIDENCE_FILES
 from trainables import metrics as M
+from trainables.contracts import TRIAL_ID_TAG
 from trainables.trainable import FAIL_IN_EPOCH_ENV
 
 pytestmark = pytest.mark.e2e

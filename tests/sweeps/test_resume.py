@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.run import forget_unsaved_trials
-from sweeps.tracking import TRIAL_ID_TAG
+from trainables.contracts import TRIAL_ID_TAG
 
 
 def test_runs_of_trials_the_saved_state_lost_are_deleted_and_named(tmp_path, capsys):

@@ -16,7 +16,8 @@ from ray import tune
 
 from sweeps import trial_runs
 from sweeps.config import config_from_dict, trial_params
-from sweeps.run import fit_trials, loopback_only
+from sweeps.ray_compat import loopback_only
+from sweeps.run import fit_trials
 from sweeps.tracking import run_name
 from sweeps.trial_runs import UNSENT_FILE, MlflowTrialCallback
 from trainables import metrics as M

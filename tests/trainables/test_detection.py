@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 # Not importorskip: importing Ultralytics here, at collection, would change the whole test session
-# (trainables.detection.load_ultralytics says how); tests import it through load_ultralytics.
+# (trainables.ultralytics_compat.load_ultralytics says how); tests import it through load_ultralytics.
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ultralytics") is None,
     reason='detection needs the [detect] extra: pip install -e ".[detect]"',

@@ -6,6 +6,7 @@ import torch
 
 from trainables import metrics as M
 from trainables.config import TrialConfig
+from trainables.contracts import BestEpoch, TrialInfo, TrialState
 from trainables.data import limit_train, load_digits
 from trainables.engine import build, fit
 
@@ -47,6 +48,10 @@ def test_each_epoch_reports_curves_and_the_best_epochs_test_metrics(small_digits
     assert last[M.BEST_VAL_ACC] > 0.3
     # warm-up then cosine decay to zero at the last update
     assert reports[0].metrics[M.LR] > reports[1].metrics[M.LR] > reports[2].metrics[M.LR] == pytest.approx(0, abs=1e-9)
+    # the state saved with each checkpoint is the one the contract declares, read by sweeps and analysis
+    state = reports[-1].state
+    assert set(state) == set(TrialState.__annotations__)
+    assert set(state["best"]) == set(BestEpoch.__annotations__) and set(state["info"]) == set(TrialInfo.__annotations__)
 
 
 def test_resuming_from_a_saved_state_continues_the_same_run(small_digits):

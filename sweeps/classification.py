@@ -1,0 +1,174 @@
+"""The image-classification task: timm backbones on an image folder (or the bundled digits), one row
+per architecture, the best model registered as the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import DEFAULT_CONFIG, SweepConfig
+from sweeps.recipe import ConfigError
+from sweeps.task import Prepared, Task
+from trainables.contracts import CHAMPION_TAG, CLASSIFY_TASK, IGNORED_FILE, SAMPLES_DIR, SKIPPED_FILE
+
+
+def prepare(cfg: SweepConfig, log) -> Prepared:
+    """The split (checked image by image) and every model the space allows, checked together: with the
+    data unreadable, the models are still checked (for 2 classes), and both problems are reported."""
+    from sweeps.run import CHECK_ERRORS
+    from trainables.data import split_fingerprint
+
+    problems: list[str] = []
+    splits = None
+    try:
+        splits = prepare_data(cfg, log)
+        cfg.check_batch_size(len(splits.train))  # the split's size is known only now
+    except ConfigError as e:
+        problems += e.problems
+    except CHECK_ERRORS as e:
+        problems.append(str(e))
+    try:
+        check_models(cfg, splits.num_classes if splits else 2, log)
+    except CHECK_ERRORS as e:
+        problems.append(str(e))
+    if problems:
+        raise ConfigError.of(problems)
+    s = splits.summary()
+    line = (
+        f"data: {s['data_source']}: {s['num_classes']} classes, train/val/test = "
+        f"{s['train_size']}/{s['val_size']}/{s['test_size']} images ({s['data_layout']}, seed {cfg.seed})"
+    )
+    return Prepared(splits, splits.name, s, line, split_fingerprint(splits), record=lambda: record(splits, log))
+
+
+def prepare_data(cfg: SweepConfig, log):
+    from trainables.data import limit_train, load_splits
+
+    splits = load_splits(
+        cfg.data,
+        cfg.val_frac,
+        cfg.test_frac,
+        cfg.seed,
+        skip_bad=cfg.skip_bad_images,
+        progress=log,
+        decode_cache_mb=cfg.decode_cache_mb,
+    )
+    for note in (splits.split_note, splits.decode_note):
+        if note:
+            log(f"data: {note}")
+    if splits.ignored:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in splits.ignored_by_kind().items())
+        n = len(splits.ignored)
+        log(f"data: {n} file(s) or folder(s) not used ({kinds}), listed in the run's {IGNORED_FILE}")
+    if splits.cross_split_copies:
+        a, b = splits.cross_split_copies[0]
+        log(
+            f"warning: {len(splits.cross_split_copies)} image(s) are in more than one split (identical files, e.g. "
+            f"{a} = {b}): scores on them are optimistic; remove the copies from the val and test folders"
+        )
+    if splits.skipped:
+        log(f"--skip-bad-images: left out {len(splits.skipped)} unreadable file(s), listed in the run's {SKIPPED_FILE}")
+    if splits.duplicates and not splits.cross_split_copies:
+        log(f"data: {splits.duplicates} file(s) are identical copies of another; each copy is in its original's split")
+    elif splits.duplicates:  # split folders given as they are: copies can be in any of them
+        log(f"data: {splits.duplicates} file(s) are identical copies of another, as the split folders hold them")
+    if cfg.train_limit is not None:
+        splits = limit_train(splits, cfg.train_limit, cfg.seed)
+    return splits
+
+
+def check_models(cfg: SweepConfig, num_classes: int, log) -> None:
+    """Every (architecture, input size, weights) the space allows is built in the driver and runs one
+    image forward, before Ray starts: a model that cannot take an input size, or weights that cannot be
+    had, stop the sweep here with the combination named, not in every trial. For 'imagenet' this also
+    fills timm's cache, which the trials on this machine then read."""
+    import torch
+
+    from trainables.models import build_model, input_size_of
+
+    for arch in cfg.archs:
+        for img_size in cfg.dim("img_size").candidates():
+            for weights in cfg.dim("weights").candidates():
+                if weights != "none":
+                    log(f"checking {arch} with weights={weights}")
+                model = build_model(arch, num_classes, img_size, weights)
+                size = input_size_of(model, img_size)
+                try:
+                    with torch.inference_mode():
+                        model.eval()(torch.zeros(1, 3, size, size))
+                except RuntimeError as e:
+                    raise ValueError(f"space: {arch} cannot take img_size={size}: {str(e)[:200]}") from None
+
+
+def record(splits, log) -> None:
+    """The data's evidence on the sweep's run: files left out, and the validation images every model's
+    Grad-CAM is drawn on."""
+    import mlflow
+
+    from analysis.samples import log_samples
+
+    if splits.skipped:
+        mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.skipped), SKIPPED_FILE)
+    if splits.ignored:
+        mlflow.log_text("".join(f"{path}\t{why}\n" for path, why in splits.ignored), IGNORED_FILE)
+    shown_on = log_samples(splits.val, splits.classes)
+    log(f"samples: {shown_on} validation images on the sweep's run ({SAMPLES_DIR}/), for every model's Grad-CAM")
+
+
+def report(cfg: SweepConfig, sweep: dict, out_dir: Path, log):
+    import mlflow
+
+    from analysis.report import build_report, default_device
+
+    parent = mlflow.get_run(sweep["parent_run_id"])
+    return build_report(
+        sweep["experiment_id"], parent, out_dir, "arch", default_device(), progress=log, timing_s=cfg.timing_s
+    )
+
+
+def register_champion(cfg: SweepConfig, sweep: dict, report) -> list[str]:
+    """The table is sorted by best validation accuracy (selection never sees test): its top row's model
+    becomes the 'champion' alias of the registered model."""
+    import mlflow
+
+    from sweeps.tracking import register_champion as register
+    from trainables import metrics as M
+
+    if report.table.empty:
+        return []
+    top = report.table.iloc[0]
+    description = (
+        f"{top['arch']} from sweep {sweep['sweep_name']}: val acc {top[M.BEST_VAL_ACC]:.4f}, "
+        f"test acc {top[M.TEST_ACC]:.4f}, test macro-F1 {top[M.TEST_F1]:.4f}"
+    )
+    champion = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
+    mlflow.set_tag(CHAMPION_TAG, champion)
+    uri = f"models:/{champion.split()[0]}"
+    return [f"champion: {champion}, run {top['run_id']}; load it with mlflow.pytorch.load_model('{uri}')"]
+
+
+def _trainable():
+    from trainables.trainable import train_classifier
+
+    return train_classifier
+
+
+def _callback(*args: Any, **kwargs: Any):
+    from sweeps.trial_runs import MlflowTrialCallback
+
+    return MlflowTrialCallback(*args, **kwargs)
+
+
+TASK = Task(
+    name=CLASSIFY_TASK,
+    script="classify.py",
+    sweep_prefix="sweep",
+    recipe=SweepConfig,
+    default_recipe=DEFAULT_CONFIG,
+    trainable=_trainable,
+    data_arg="splits",
+    prepare=prepare,
+    callback=_callback,
+    report=report,
+    conclude=register_champion,
+)

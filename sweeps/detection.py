@@ -1,0 +1,223 @@
+"""The object-detection task: Ultralytics YOLO models on a YOLO dataset (or generated shapes), one row
+per model."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sweeps.detect_config import DETECT_CONFIG, DetectSweepConfig
+from sweeps.recipe import ConfigError, Dim
+from sweeps.task import Prepared, Task
+from trainables import contracts as C
+
+
+def prepare(cfg: DetectSweepConfig, log) -> Prepared:
+    """The data (generated here once, on this node, or a user's data.yaml checked by Ultralytics),
+    Ultralytics' pretrained weights made local files, and every model at every image size run once."""
+    data, summary, data_yaml = prepare_data(cfg, log)
+    cfg = resolve_weights(cfg, log)
+    check_models(cfg, summary["num_classes"])
+    line = (
+        f"data: {summary['data_source']}: {summary['num_classes']} classes, train/val/test = "
+        f"{summary['train_size']}/{summary['val_size']}/{summary.get('test_size', 0)} images"
+    )
+    return Prepared(data, summary["data_name"], summary, line, fingerprint(data_yaml), cfg=cfg)
+
+
+def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, Path]:
+    """(what the trials are given to find the data, a summary for the sweep's run, the data.yaml)."""
+    from trainables.detection import load_ultralytics
+    from trainables.shapes import CLASSES, ShapesSpec, generate
+
+    if cfg.data is None:
+        spec = ShapesSpec(
+            train=cfg.shapes_train, val=max(8, cfg.shapes_train // 4), test=max(8, cfg.shapes_train // 4), seed=cfg.seed
+        )
+        data_yaml = generate(Path(cfg.data_cache), spec, progress=log)
+        summary = {
+            "data_source": f"generated shapes ({data_yaml.parent})",
+            "data_name": "shapes",
+            "num_classes": len(CLASSES),
+            "classes": ",".join(CLASSES),
+            "train_size": spec.train,
+            "val_size": spec.val,
+            "test_size": spec.test,
+        }
+        root = str(Path(cfg.data_cache).expanduser().resolve())
+        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, data_yaml
+    load_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        info = check_det_dataset(cfg.data, autodownload=False)
+    except Exception as e:  # noqa: BLE001 - Ultralytics raises several kinds; the message names what is missing
+        raise FileNotFoundError(f"--data {cfg.data}: not a usable YOLO dataset: {str(e).strip()[:600]}") from None
+    sizes = {split: len(images(info, split)) for split in ("train", "val", "test") if info.get(split)}
+    if not sizes.get("train") or not sizes.get("val"):
+        raise FileNotFoundError(f"--data {cfg.data}: needs images in its train and val splits, found {sizes}")
+    if not sizes.get("test"):
+        log(f"note: {cfg.data} has no test split: test metrics are left out of the runs and the table")
+    names = info["names"]
+    summary = {
+        "data_source": str(cfg.data),
+        "data_name": Path(cfg.data).stem,
+        "num_classes": len(names),
+        "classes": ",".join(str(n) for n in names.values())[:500],
+        **{f"{k}_size": v for k, v in sizes.items()},
+    }
+    return {"yaml": str(cfg.data)}, summary, Path(cfg.data)
+
+
+def images(info: dict, split: str) -> list[Path]:
+    """The image files of one split of a checked dataset (folders, or .txt lists of image paths)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    paths = info[split] if isinstance(info[split], list) else [info[split]]
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            out += [Path(line.strip()) for line in p.read_text().splitlines() if line.strip()]
+        else:
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower().lstrip(".") in IMG_FORMATS)
+    return out
+
+
+def fingerprint(data_yaml: Path) -> str:
+    """SHA-256 over every split's image names and sizes and every label file's bytes: a resumed sweep
+    refuses a dataset whose splits changed under it."""
+    from trainables.detection import load_ultralytics
+
+    load_ultralytics()
+    from ultralytics.data.utils import check_det_dataset, img2label_paths
+
+    info = check_det_dataset(str(data_yaml), autodownload=False)
+    h = hashlib.sha256()
+    for split in ("train", "val", "test"):
+        if not info.get(split):
+            continue
+        files = images(info, split)
+        for image, label in zip(files, img2label_paths([str(f) for f in files]), strict=True):
+            h.update(f"{split}\0{image.name}\0{image.stat().st_size}\0".encode())
+            h.update(Path(label).read_bytes() if Path(label).is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+def resolve_weights(cfg: DetectSweepConfig, log) -> DetectSweepConfig:
+    """'pretrained' becomes a local file per model (Ultralytics' COCO .pt, downloaded here, once); a
+    local file or directory must hold every model's weights. Trials only ever read local files."""
+    import trainables.detection as D
+
+    dim = cfg.dim("weights")
+    resolved = []
+    for weights in dim.candidates():
+        if weights == "pretrained":
+            weights = str(_download_pretrained(cfg, log))
+        elif weights != "none":
+            for model in cfg.models:
+                D.model_source(D.DetectTrialConfig(model=model, weights=weights))  # raises naming the file
+        resolved.append(weights)
+    if tuple(resolved) == tuple(dim.candidates()):
+        return cfg
+    new = Dim("fixed", (resolved[0],)) if len(resolved) == 1 else Dim("choice", tuple(resolved))
+    return dataclasses.replace(cfg, space={**cfg.space, "weights": new})
+
+
+def _download_pretrained(cfg: DetectSweepConfig, log) -> Path:
+    from trainables.detection import load_ultralytics
+
+    load_ultralytics()  # first, before any other Ultralytics import
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    cache = Path(cfg.data_cache).expanduser().parent / "weights"
+    cache.mkdir(parents=True, exist_ok=True)
+    for model in cfg.models:
+        target = cache / f"{model}.pt"
+        if target.is_file():
+            continue
+        log(f"downloading Ultralytics' pretrained {model}.pt to {cache}")
+        try:
+            got = Path(attempt_download_asset(str(target)))
+        except Exception as e:  # noqa: BLE001 - no network, no such release asset, ...
+            raise FileNotFoundError(
+                f"--weights pretrained: could not download {model}.pt ({str(e)[:200]}). It needs "
+                f"the network; or put the file in {cache}, or pass --weights /path/to/dir."
+            ) from None
+        if not got.is_file():
+            raise FileNotFoundError(f"--weights pretrained: {model}.pt was not downloaded to {cache}")
+    return cache
+
+
+def check_models(cfg: DetectSweepConfig, num_classes: int) -> None:
+    """Every model at every image size is built and runs one forward pass here, before Ray starts."""
+    import torch
+
+    from trainables.detection import load_ultralytics
+
+    load_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    for model in cfg.models:
+        try:
+            net = DetectionModel(f"{model}.yaml", nc=num_classes, verbose=False).eval()
+        except Exception as e:  # noqa: BLE001 - a family this Ultralytics version does not ship
+            raise ConfigError(f"space.model: Ultralytics cannot build {model}.yaml: {str(e)[:200]}") from None
+        for size in cfg.dim("imgsz").candidates():
+            with torch.inference_mode():
+                net(torch.zeros(1, 3, size, size))
+
+
+def report(cfg: DetectSweepConfig, sweep: dict, out_dir: Path, log):
+    import mlflow
+
+    from analysis.detect_report import build_detection_report
+    from analysis.report import default_device
+
+    parent = mlflow.get_run(sweep["parent_run_id"])
+    return build_detection_report(
+        sweep["experiment_id"], parent, out_dir, default_device(), progress=log, timing_s=cfg.timing_s
+    )
+
+
+def best_weights(cfg: DetectSweepConfig, sweep: dict, report) -> list[str]:
+    if report.table.empty:
+        return []
+    run = report.table.iloc[0]["run_id"]
+    weights = f"runs:/{run}/{C.WEIGHTS_DIR}/{C.DETECT_WEIGHTS_FILE}"
+    return [f"best: {report.table.iloc[0]['model']} (run {run}); its weights: {weights}"]
+
+
+def tags() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"version.ultralytics": version("ultralytics")}
+
+
+def _trainable():
+    from trainables.trainable import train_detector
+
+    return train_detector
+
+
+def _callback(*args: Any, **kwargs: Any):
+    from sweeps.trial_runs import DetectionTrialCallback
+
+    return DetectionTrialCallback(*args, **kwargs)
+
+
+TASK = Task(
+    name=C.DETECT_TASK,
+    script="detect.py",
+    sweep_prefix="detect",
+    recipe=DetectSweepConfig,
+    default_recipe=DETECT_CONFIG,
+    trainable=_trainable,
+    data_arg="data",
+    prepare=prepare,
+    callback=_callback,
+    report=report,
+    conclude=best_weights,
+    tags=tags,
+)

@@ -1,0 +1,548 @@
+"""What every sweep recipe has, whatever its task: the settings of the search, the resources, where runs
+and checkpoints go, and a ``space`` of trial parameters; read from YAML, checked before anything starts.
+
+A task's recipe (``sweeps.config.SweepConfig``, ``sweeps.detect_config.DetectSweepConfig``) subclasses
+``Recipe``: it adds its own settings, names its trial config type, and checks what only it knows. Reading,
+type checks, command-line overrides and the smoke-test version are written once, here. Every problem is
+collected and reported together, each naming the file (or flag), the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+SEARCH_ALGORITHMS = ("tpe", "random", "grid")
+RANGE_KINDS = ("loguniform", "uniform", "randint")
+SWEEP_LEVEL = ("max_epochs", "seed")  # trial fields the sweep sets itself: ASHA's horizon and the one seed
+SMOKE_TIMING_S = 0.2  # --smoke-test's timings: 30 runs still give a median
+
+
+class ConfigError(ValueError):
+    """Mistakes in a sweep recipe or on the command line; the message names where and what, and
+    ``problems`` holds each mistake on its own."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+    @classmethod
+    def of(cls, problems: list[str], where: str = "") -> ConfigError:
+        at = [f"{where}: {p}" if where else p for p in problems]
+        if len(at) == 1:
+            return cls(at[0], at)
+        head = f"{where}: {len(at)} problems:" if where else f"{len(at)} problems:"
+        return cls(head + "".join(f"\n  {p}" for p in at), at)
+
+
+def unknown_name_message(kind: str, name: str, allowed) -> str:
+    from trainables.registry import unknown_name_message as message
+
+    return message(kind, name, allowed)
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One axis of the search space: a fixed value, a list of choices, or a range."""
+
+    kind: str  # "fixed" | "choice" | "loguniform" | "uniform" | "randint" (inclusive bounds)
+    values: tuple  # fixed: (value,); choice: the choices; ranges: (low, high)
+
+    @property
+    def searched(self) -> bool:
+        return self.kind != "fixed"
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("fixed", "choice", "randint")
+
+    def candidates(self) -> tuple:
+        """Every value a discrete axis can take (ranges: their two ends)."""
+        if self.kind == "randint":
+            return tuple(range(self.values[0], self.values[1] + 1))
+        return self.values
+
+    def contains(self, v: Any) -> bool:
+        if self.kind in ("fixed", "choice"):
+            return v in self.values
+        return isinstance(v, (int, float)) and self.values[0] <= v <= self.values[1]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Ask an Optuna trial (define-by-run) for this axis' value."""
+        lo, hi = self.values[0], self.values[-1]
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.values))
+        if self.kind == "randint":
+            return trial.suggest_int(name, lo, hi)
+        return trial.suggest_float(name, lo, hi, log=self.kind == "loguniform")
+
+    def start(self) -> Any:
+        """A neutral starting value: the first choice, the middle of a range (geometric if log)."""
+        lo, hi = self.values[0], self.values[-1]
+        if self.kind in ("fixed", "choice"):
+            return lo
+        if self.kind == "loguniform":
+            return math.sqrt(lo * hi)
+        return (lo + hi) // 2 if self.kind == "randint" else (lo + hi) / 2
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return repr(self.values[0])
+        if self.kind == "choice":
+            return "choice" + repr(list(self.values))
+        return f"{self.kind}[{self.values[0]}, {self.values[1]}]"
+
+    def to_yaml(self) -> Any:
+        if self.kind == "fixed":
+            return self.values[0]
+        if self.kind == "choice":
+            return list(self.values)
+        return {self.kind: list(self.values)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings every task's sweep has. Subclasses add fields (all with defaults) and set the
+    class-level names below."""
+
+    trial_type: ClassVar[type]  # the task's trial config dataclass: the space's keys are its fields
+    trial_noun: ClassVar[str] = "trial parameter"  # in "unknown <noun>" messages
+    row_key: ClassVar[str]  # the space key that names a row of the comparison (arch, model)
+    points_one_per: ClassVar[str]  # points_to_evaluate: every row_key value with each axis' start
+    conditional: ClassVar[dict[str, tuple[str, Any]]] = {}  # parameter -> (parent, value it exists under)
+    smoke_settings: ClassVar[dict[str, Any]] = {}  # what --smoke-test shrinks besides trials and epochs
+
+    experiment: str | None = None
+    """MLflow experiment name; None: '<task>-<data name>'."""
+    data: str | None = None
+    search: str = "tpe"
+    """'tpe' (Optuna's TPE), 'random' (Optuna's RandomSampler) or 'grid' (every combination, Optuna's
+    BruteForceSampler; needs a discrete space)."""
+    num_samples: int | None = 16
+    """Trials to run; None with search 'grid': the whole grid."""
+    points_to_evaluate: str | tuple[dict[str, Any], ...] = ""
+    """Configs tried first: one per row_key value (the subclass' default), a list of partial configs, or []."""
+    asha: bool = True
+    """Stop trials early that are behind at the ASHA milestones (on the first objective)."""
+    grace_period: int = 2
+    """Epochs every trial gets before ASHA may stop it."""
+    max_epochs: int = 4
+    """Epochs per trial, unless ASHA stops it earlier."""
+    seed: int = 0
+    """Seeds the data split, the search and every trial."""
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1
+    """Times Ray Tune retries a crashed trial from its last checkpoint."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None: MLflow's own resolution (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
+    tracking_wait_s: float = 900.0
+    """How long the end of a sweep waits for a tracking server that went away to take the last writes."""
+    storage_path: str | None = None
+    """Where Ray Tune keeps trial checkpoints; None: Ray's default (~/ray_results)."""
+    output_dir: str = "reports"
+    """Where the comparison report is written, under <experiment>/<sweep> (also logged to the parent run)."""
+    timing_s: float = 1.0
+    """Each latency and throughput timing of the comparison table runs at least this many seconds (and 30
+    runs); --smoke-test: 0.2."""
+    address: str | None = None
+    """Ray cluster address ('auto' for the cluster this machine belongs to); None: $RAY_ADDRESS, else a
+    `ray start` instance on this machine, else a Ray of the sweep's own, on 127.0.0.1 only."""
+    space: dict[str, Dim] = field(default_factory=dict)
+    """Trial parameters by name; those left out keep the trial config's defaults."""
+    source: str = "<defaults>"
+    """The recipe this config was read from, for messages and the sweep's parameters."""
+
+    def __post_init__(self) -> None:
+        if self.points_to_evaluate == "":  # the subclass' "one per row" keyword
+            object.__setattr__(self, "points_to_evaluate", self.points_one_per)
+        # Each setting on its own, then the task's own, then the space: every problem found is reported
+        # together. Only then the checks that need all of them valid (grid size, start points).
+        problems, wrong = self._check_settings()
+        problems += _collect([self._check_task])
+        if not wrong & set(SWEEP_LEVEL):  # else every axis would repeat that mistake
+            problems += _collect([self._check_space])
+        if problems:
+            raise ConfigError.of(problems)
+        if late := _collect([self._check_grid, self.starting_points]):  # starting_points validates explicit points
+            raise ConfigError.of(late)
+
+    def _check_settings(self) -> tuple[list[str], set[str]]:
+        problems: list[str] = []
+        wrong: set[str] = set()
+
+        def need(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                problems.append(f"{key}: {message}")
+                wrong.add(key)
+
+        for n in ("max_epochs", "grace_period"):
+            need(getattr(self, n) >= 1, n, f"must be >= 1, got {getattr(self, n)}")
+        if self.asha and not wrong:
+            need(
+                self.grace_period <= self.max_epochs,
+                "grace_period",
+                f"({self.grace_period}) must not exceed max_epochs ({self.max_epochs})",
+            )
+        if self.num_samples is not None:
+            need(self.num_samples >= 1, "num_samples", f"must be >= 1 or null, got {self.num_samples}")
+        else:
+            need(self.search == "grid", "num_samples", "null (the whole grid) needs search: grid; give a number")
+        need(self.cpus_per_trial > 0, "cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}")
+        need(self.gpus_per_trial >= 0, "gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
+        need(self.tracking_wait_s >= 0, "tracking_wait_s", f"must be >= 0 seconds, got {self.tracking_wait_s}")
+        need(self.max_failures >= 0, "max_failures", f"must be >= 0, got {self.max_failures}")
+        need(0 < self.timing_s < math.inf, "timing_s", f"must be > 0 seconds and finite, got {self.timing_s}")
+        if self.storage_path is not None:
+            need(
+                "://" not in self.storage_path,
+                "storage_path",
+                f"{self.storage_path!r}: object-store URIs are not supported yet (the sweep keeps its recipe and "
+                "resume file beside Tune's state as local files); give a directory, on a cluster one every node "
+                "mounts (cluster.yaml mounts EFS at /mnt/shared)",
+            )
+        if self.search not in SEARCH_ALGORITHMS:
+            problems.append(f"search: {unknown_name_message('search algorithm', self.search, SEARCH_ALGORITHMS)}")
+        return problems, wrong
+
+    def _check_task(self) -> None:
+        """The task's own settings (a ConfigError with every problem)."""
+
+    def _check_space(self) -> None:
+        """Every value each axis can take makes a valid trial with the fixed ones."""
+        problems = _collect(
+            lambda key=key, v=v: _trial_check(self.trial_type, key, {**self.trial_constants(), key: v})
+            for key, dim in self.space.items()
+            for v in dim.candidates()
+        )
+        if problems:
+            raise ConfigError.of(problems)
+
+    def _check_grid(self) -> None:
+        if self.search != "grid":
+            return
+        not_discrete = [k for k, d in self.space.items() if not d.discrete]
+        _check(
+            not not_discrete,
+            "search",
+            f"'grid' needs every axis to be a value or a list of values; {', '.join(not_discrete)} "
+            "is a continuous range (give a list, or use search: tpe / random)",
+        )
+        size = self.grid_size()
+        if self.num_samples is not None:
+            _check(
+                self.num_samples <= size,
+                "num_samples",
+                f"the grid has {size} configurations; set at most {size}, or null for all of them",
+            )
+
+    # -- the space -----------------------------------------------------------------------------------
+
+    def dim(self, key: str) -> Dim:
+        return self.space.get(key, Dim("fixed", (getattr(self.trial_type, key),)))
+
+    @property
+    def rows(self) -> tuple:
+        """The values of the row key (architectures, models) the sweep compares."""
+        return tuple(self.dim(self.row_key).candidates())
+
+    def trial_constants(self) -> dict[str, Any]:
+        """The fixed trial fields: the space's fixed axes plus what the sweep sets itself."""
+        fixed = {k: d.values[0] for k, d in self.space.items() if not d.searched}
+        return {**fixed, "max_epochs": self.max_epochs, "seed": self.seed}
+
+    def active(self, key: str, chosen: dict[str, Any]) -> bool:
+        """Whether a trial parameter exists given the values chosen so far (conditional ones may not)."""
+        if key not in self.conditional:
+            return True
+        parent, when = self.conditional[key]
+        return chosen.get(parent, getattr(self.trial_type, parent)) == when
+
+    def ordered_keys(self) -> list[str]:
+        """Space keys with every conditional parameter after the one it depends on."""
+        return sorted(self.space, key=lambda k: k in self.conditional)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every configuration of a discrete space, conditional parameters only where they exist."""
+        combos: list[dict[str, Any]] = [{}]
+        for key in self.ordered_keys():
+            values = self.space[key].candidates()
+            combos = [{**c, key: v} for c in combos for v in (values if self.active(key, c) else (None,))]
+        return [{k: v for k, v in c.items() if self.active(k, c)} for c in combos]
+
+    def grid_size(self) -> int:
+        return len(self.grid())
+
+    @property
+    def discrete(self) -> bool:
+        """Every axis a value or a list: a finite number of configurations (``grid_size``)."""
+        return all(d.discrete for d in self.space.values())
+
+    def modes(self) -> list[str]:
+        """'max' or 'min' for each objective, in order."""
+        return ["max"]
+
+    def starting_points(self) -> list[dict[str, Any]]:
+        """The configs tried before the search proposes its own (validated against the space)."""
+        if self.points_to_evaluate == self.points_one_per:
+            points = []
+            for row in self.rows:
+                p: dict[str, Any] = {self.row_key: row}
+                for key in self.ordered_keys():
+                    if key != self.row_key and self.space[key].searched and self.active(key, p):
+                        p[key] = self.space[key].start()
+                points.append(p)
+            return points
+        if isinstance(self.points_to_evaluate, str):
+            raise ConfigError(
+                f"points_to_evaluate: {self.points_to_evaluate!r} is not allowed; "
+                f"use {self.points_one_per!r}, a list of configs, or []"
+            )
+        for i, p in enumerate(self.points_to_evaluate):
+            where = f"points_to_evaluate[{i}]"
+            if not isinstance(p, dict):
+                raise ConfigError(f"{where}: expected a mapping of space keys to values, got {p!r}")
+            for k, v in p.items():
+                if k not in self.space:
+                    raise ConfigError(f"{where}: {unknown_name_message('space key', k, list(self.space))}")
+                if not self.space[k].contains(v):
+                    raise ConfigError(f"{where}.{k}: {v!r} is outside space.{k} ({self.space[k].describe()})")
+        return [dict(p) for p in self.points_to_evaluate]
+
+    # -- records ---------------------------------------------------------------------------------------
+
+    def flat(self) -> dict[str, object]:
+        """Every setting as one flat dict of readable names, for the sweep's MLflow parameters."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "space"}
+        # Addresses can carry credentials (http://user:token@host): they stay out of the run.
+        for secret_prone in ("tracking_uri", "address"):
+            d.pop(secret_prone)
+        d["points_to_evaluate"] = (
+            self.points_to_evaluate if isinstance(self.points_to_evaluate, str) else len(self.points_to_evaluate)
+        )
+        return {**d, **{f"space.{k}": v.describe() for k, v in self.space.items()}}
+
+    def to_yaml_dict(self, addresses: bool = True) -> dict[str, Any]:
+        """The config as a recipe again (the sweep logs it, so a run can be repeated from its record);
+        ``addresses=False`` leaves out the tracking URI and Ray address, which can carry credentials."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("space", "source")}
+        if not addresses:
+            del d["tracking_uri"], d["address"]
+        d = {k: list(v) if isinstance(v, tuple) and k != "points_to_evaluate" else v for k, v in d.items()}
+        if not isinstance(self.points_to_evaluate, str):
+            d["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]
+        return {**d, "space": {k: v.to_yaml() for k, v in self.space.items()}}
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The top-level keys of a recipe, besides `space`."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("space", "source"))
+
+    @classmethod
+    def space_keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls.trial_type)]
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<dict>") -> Recipe:
+        """A recipe's mapping -> the config; errors are ConfigErrors prefixed with ``source``."""
+        try:
+            if not isinstance(d, dict):
+                raise ConfigError(f"expected a mapping of settings at the top level, got {type(d).__name__}")
+            # Each key on its own first, every mistake collected: one run of the script shows them all.
+            allowed = [*cls.settings(), "space"]
+            problems = [unknown_name_message("setting", k, allowed) for k in d if k not in allowed]
+            kwargs: dict[str, Any] = {}
+            for k, v in d.items():
+                try:
+                    if k == "space":
+                        if not isinstance(v, dict) or not v:
+                            raise ConfigError("space: expected a mapping of trial parameters to values, lists, ranges")
+                        space = {}
+                        for key, raw in v.items():
+                            try:
+                                space[key] = cls.parse_dim(key, raw)
+                            except ConfigError as e:
+                                problems.append(str(e))
+                        kwargs["space"] = space
+                    elif k in allowed:
+                        kwargs[k] = cls._setting(k, v)
+                except ConfigError as e:
+                    problems.append(str(e))
+            if problems:
+                raise ConfigError.of(problems)
+            return cls(**kwargs, source=source)  # then how the keys fit together
+        except ConfigError as e:
+            raise ConfigError.of(e.problems, source) from None
+
+    @classmethod
+    def parse_dim(cls, key: str, raw: Any) -> Dim:
+        """YAML -> Dim. ``value`` is fixed, ``[a, b]`` a choice, ``{loguniform|uniform|randint: [lo, hi]}`` a range."""
+        if key not in cls.space_keys():
+            raise ConfigError(f"space: {unknown_name_message(cls.trial_noun, key, cls.space_keys())}")
+        if isinstance(raw, dict):
+            if len(raw) != 1 or next(iter(raw)) not in RANGE_KINDS:
+                raise ConfigError(
+                    f"space.{key}: a range is one of {', '.join(f'{{{k}: [low, high]}}' for k in RANGE_KINDS)}, "
+                    f"got {raw!r}"
+                )
+            kind, bounds = next(iter(raw.items()))
+            if not (isinstance(bounds, list) and len(bounds) == 2):
+                raise ConfigError(f"space.{key}.{kind}: expected [low, high], got {bounds!r}")
+            lo, hi = (cls._coerce(key, b) for b in bounds)
+            if kind == "randint" and not all(isinstance(b, int) for b in (lo, hi)):
+                raise ConfigError(f"space.{key}.randint: bounds must be integers, got {bounds!r}")
+            if not lo < hi:
+                raise ConfigError(f"space.{key}.{kind}: need low < high, got [{lo}, {hi}]")
+            if kind == "loguniform" and lo <= 0:
+                raise ConfigError(f"space.{key}.loguniform: low must be > 0, got {lo}")
+            return Dim(kind, (lo, hi))
+        if isinstance(raw, list):
+            if not raw:
+                raise ConfigError(f"space.{key}: the list of choices is empty; give at least one value")
+            values = cls._values(key, [cls._coerce(key, v) for v in raw])
+            if len(set(map(repr, values))) != len(values):
+                raise ConfigError(f"space.{key}: a choice is listed twice in {raw!r}")
+            return Dim("choice", tuple(values)) if len(values) > 1 else Dim("fixed", (values[0],))
+        values = cls._values(key, [cls._coerce(key, raw)])
+        return Dim("choice", tuple(values)) if len(values) > 1 else Dim("fixed", (values[0],))
+
+    @classmethod
+    def _values(cls, key: str, values: list[Any]) -> list[Any]:
+        """A task's reading of an axis' values (presets expanded, paths resolved); as given by default."""
+        return values
+
+    @classmethod
+    def _coerce(cls, key: str, v: Any) -> Any:
+        """YAML reads 1e-3 (no dot) as a string: numbers given as text are accepted; other types are not."""
+        t = _type_name(next(f.type for f in dataclasses.fields(cls.trial_type) if f.name == key))
+        if v is None and "None" in t:
+            return None
+        if isinstance(v, bool):
+            if t == "bool":
+                return v
+            raise ConfigError(f"space.{key}: expected {t}, got {v!r}")
+        if t.startswith("int"):
+            if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+                return int(v)
+            raise ConfigError(f"space.{key}: expected an integer{' or null' if 'None' in t else ''}, got {v!r}")
+        if t.startswith("float"):
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"space.{key}: expected a number, got {v!r}") from None
+        if t == "bool":
+            raise ConfigError(f"space.{key}: expected true or false, got {v!r}")
+        if not isinstance(v, str):
+            raise ConfigError(f"space.{key}: expected a string, got {v!r}")
+        return v
+
+    @classmethod
+    def _setting(cls, key: str, v: Any) -> Any:
+        t = _type_name(next(f.type for f in dataclasses.fields(cls) if f.name == key))
+        if v is None:
+            if "None" not in t:
+                raise ConfigError(f"{key}: may not be null")
+            return None
+        if key == "points_to_evaluate":
+            if isinstance(v, str):
+                return v
+            return tuple(v) if isinstance(v, list) else _bad(key, f"a list or {cls.points_one_per!r}", v)
+        if t.startswith("tuple"):  # a list of names (objectives)
+            if not isinstance(v, list) or not all(isinstance(o, str) for o in v):
+                raise ConfigError(f"{key}: expected a list of names, got {v!r}")
+            return tuple(v)
+        if t == "bool":
+            return v if isinstance(v, bool) else _bad(key, "true or false", v)
+        if t.startswith("int"):
+            return v if isinstance(v, int) and not isinstance(v, bool) else _bad(key, "an integer", v)
+        if t.startswith("float"):
+            if isinstance(v, bool):
+                return _bad(key, "a number", v)
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return _bad(key, "a number", v)
+        return v if isinstance(v, str) else _bad(key, "a string", v)
+
+    @classmethod
+    def load(cls, path: str | Path, shipped: Path) -> Recipe:
+        """Read and validate a YAML recipe. Errors name the file and the key; ``shipped``: the folder of
+        this task's recipes, named when the file does not exist."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            names = ", ".join(sorted(p.name for p in shipped.glob("*.yaml")))
+            raise ConfigError(f"{path}: no such config file (shipped recipes in {shipped}: {names})")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_dict(raw or {}, str(path))
+
+    def with_overrides(self, settings: dict[str, Any], space: dict[str, Any], flags: dict[str, str]) -> Recipe:
+        """Command-line values over a recipe: top-level ``settings`` and ``space`` axes (raw YAML-like
+        values). ``flags`` maps each key to the flag it came from, for the error message."""
+        if not settings and not space:
+            return self
+        d = self.to_yaml_dict()
+        d.update(settings)
+        d["space"] = {**d["space"], **space}
+        # A flag that narrows a parent (say --freeze full) leaves the recipe's settings that exist only under
+        # another of its values with nothing to apply to: they go, and the sweep says so.
+        for child, (parent, when) in self.conditional.items():
+            if parent in space and child in d["space"] and child not in space:
+                values = space[parent] if isinstance(space[parent], list) else [space[parent]]
+                if when not in values:
+                    print(f"note: {flags[parent]} has no {when!r}: the recipe's space.{child} is not used")
+                    del d["space"][child]
+        return self.from_dict(d, f"{self.source} with {' '.join(flags[k] for k in [*settings, *space])}")
+
+    def smoke(self) -> Recipe:
+        """A tiny version of the recipe: one trial per row, 2 epochs, the task's smaller data, timings of 0.2 s."""
+        return dataclasses.replace(
+            self,
+            num_samples=len(self.rows),
+            max_epochs=2,
+            grace_period=1,
+            points_to_evaluate=self.points_one_per,
+            timing_s=SMOKE_TIMING_S,
+            **self.smoke_settings,
+        )
+
+
+def _type_name(t: Any) -> str:
+    """A field's type as written: 'int | None' (postponed annotations are already text)."""
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def _trial_check(trial_type: type, key: str, values: dict[str, Any]) -> None:
+    try:
+        trial_type(**values)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"space.{key}: {e}" if key else f"space: {e}") from None
+
+
+def _collect(checks) -> list[str]:
+    """Run every check; the problems of those that fail, in order."""
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as e:
+            problems += e.problems
+    return problems
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _bad(key: str, what: str, v: Any) -> Any:
+    raise ConfigError(f"{key}: expected {what}, got {v!r}")

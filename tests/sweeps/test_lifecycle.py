@@ -1,0 +1,72 @@
+"""The lifecycle every task shares: the same checks of a recipe and its flags, and a sweep directory that
+knows its task and its data, whichever script started it."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import yaml
+
+from sweeps import classify, detect
+from sweeps.config import config_from_dict
+from sweeps.detect_config import DetectSweepConfig
+from sweeps.recipe import ConfigError
+from sweeps.run import RECIPE_FILE, SWEEP_FILE, resume_sweep
+
+ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+RECIPES = [config_from_dict, DetectSweepConfig.from_dict]
+
+
+@pytest.mark.parametrize("read", RECIPES, ids=["classify", "detect"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"num_samples": None, "search": "tpe"}, "num_samples: null (the whole grid) needs search: grid"),
+        ({"grace_period": 5, "max_epochs": 3}, "grace_period: (5) must not exceed max_epochs (3)"),
+        ({"max_failures": -1}, "max_failures: must be >= 0, got -1"),
+        ({"tracking_wait_s": -1}, "tracking_wait_s: must be >= 0 seconds"),
+        ({"storage_path": "s3://bucket/ray"}, "storage_path: 's3://bucket/ray': object-store URIs are not supported"),
+    ],
+)
+def test_both_tasks_refuse_the_same_mistakes(read, settings, message):
+    """A detection recipe with num_samples: null and search: tpe used to run the 'grid' of a continuous space."""
+    with pytest.raises(ConfigError) as e:
+        read(settings)
+    assert message in str(e.value)
+
+
+def sweep_dir(tmp_path, task: str, script: str, recipe: dict, **record) -> str:
+    d = tmp_path / f"{task}-20261203-000000"
+    d.mkdir()
+    (d / SWEEP_FILE).write_text(json.dumps({"task": task, "script": script, **record}))
+    (d / RECIPE_FILE).write_text(yaml.safe_dump(recipe))
+    os.chmod(d, 0o700)
+    return str(d)
+
+
+def test_resuming_another_tasks_sweep_names_the_script_that_owns_it(tmp_path, capsys):
+    d = sweep_dir(tmp_path, "detect", "detect.py", {"shapes_train": 8})
+    assert classify.main(["--resume", d]) == 2
+    assert f"a 'detect' sweep, not a 'classify' one; resume it with python sweeps/detect.py --resume {d}" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.skipif(not ULTRALYTICS, reason="detection needs the [detect] extra")
+def test_a_resumed_detection_sweep_refuses_data_that_changed(tmp_path, capsys):
+    from sweeps.detection import TASK
+
+    recipe = {"shapes_train": 8, "data_cache": str(tmp_path / "data"), "space": {"model": "yolov8n", "imgsz": 64}}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    d = sweep_dir(tmp_path, "detect", "detect.py", recipe, tracking_uri=uri, split_fingerprint="not-this-data")
+    assert resume_sweep(TASK, tmp_path / os.path.basename(d), None) == 2
+    assert "no longer splits into the images this sweep trained and tested on" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not ULTRALYTICS, reason="detection needs the [detect] extra")
+def test_an_unknown_set_key_is_refused_when_the_detection_flags_are_read(tmp_path, capsys):
+    assert detect.main(["--set", "imgzs=320", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert "--set imgzs=320: unknown setting or trial parameter 'imgzs'. Did you mean 'imgsz'" in err
+    assert not (tmp_path / "m.db").exists()

@@ -1,0 +1,193 @@
+"""What crosses a layer, defined once: the state a classification trial saves in each checkpoint, the
+best-model file of a finished trial, and the MLflow run schema (tag, parameter and artifact names) that
+``sweeps/`` writes and ``analysis/`` reads. Metric names are ``trainables.metrics``'.
+
+Every value here is user-visible (the MLflow UI, ``runs:/`` URIs, filters such as ``tags.sweep = '...'``):
+change one and runs already logged no longer match.
+
+Light on purpose: the standard library only (torch is imported by the functions that read and write),
+so that any module of any layer can import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# -- a classification trial's checkpoint (trainables.engine builds it, trainables.trainable saves it) --
+
+STATE_FILE = "state.pt"  # in every Tune checkpoint of a classification trial
+
+
+class TrialInfo(TypedDict):
+    """Facts about the trial (``trainables.engine.build``), logged as its run's parameters under these names."""
+
+    num_classes: int
+    input_size: int  # px, the model's square input
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float | None
+    param_count: int
+    trainable_param_count: int
+    device: str
+    amp_active: bool
+    channels_last: bool
+    loader_workers: int
+    weights_source: str
+
+
+class BestEpoch(TypedDict):
+    """The epoch validation chose so far, evaluated on the test split when it was chosen."""
+
+    epoch: int
+    val_acc: float
+    test: dict[str, float]  # trainables.metrics' TEST_* names -> value
+    test_report: dict[str, list]  # confusion matrix, per-class metrics, every test image's true and predicted label
+    classes: list[str]
+    model: dict[str, Tensor]  # that epoch's weights, on the CPU
+
+
+class TrialState(TypedDict):
+    """Everything a trial needs to continue after an epoch (``STATE_FILE``); tensors, numbers and strings
+    only, so it loads with ``torch.load(weights_only=True)``."""
+
+    epoch: int  # the last epoch done
+    num_updates: int  # optimizer steps so far: where the LR schedule resumes
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    best: BestEpoch
+    train_time_s: float  # wall seconds of all epochs so far, retries included
+    info: TrialInfo
+    preprocessing: dict[str, Any]  # the eval transform (trainables.augment.eval_config), for whoever serves it
+
+
+def save_trial_state(state: TrialState, directory: str | Path) -> Path:
+    import torch
+
+    path = Path(directory) / STATE_FILE
+    torch.save(state, path)
+    return path
+
+
+def load_trial_state(directory: str | Path) -> TrialState:
+    """The state in a checkpoint directory, on the CPU; nothing is unpickled."""
+    import torch
+
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# -- the best model of a finished classification trial (sweeps.trial_runs logs it, analysis.champion reads it)
+
+BEST_MODEL_FILE = "best_model.pt"
+
+
+class BestModel(TypedDict):
+    """What serving a trial's model needs: the best epoch's weights and how to rebuild and feed them."""
+
+    model: dict[str, Tensor]
+    arch: str  # timm name (trainables.models.build_model)
+    num_classes: int
+    input_size: int
+    classes: list[str]
+    preprocessing: dict[str, Any] | None  # the eval transform (trainables.augment.eval_config)
+    epoch: int
+    best_val_acc: float  # trainables.metrics.BEST_VAL_ACC
+
+
+def best_model_of(state: TrialState, arch: str) -> BestModel:
+    best, info = state["best"], state["info"]
+    return BestModel(
+        model=best["model"],
+        arch=arch,
+        num_classes=info["num_classes"],
+        input_size=info["input_size"],
+        classes=best["classes"],
+        preprocessing=state.get("preprocessing"),  # None in states that predate it
+        epoch=best["epoch"],
+        best_val_acc=best["val_acc"],
+    )
+
+
+def save_best_model(best: BestModel, directory: str | Path) -> Path:
+    import torch
+
+    path = Path(directory) / BEST_MODEL_FILE
+    torch.save(best, path)
+    return path
+
+
+def load_best_model(path: str | Path) -> BestModel:
+    """A ``BEST_MODEL_FILE``, on the CPU; nothing is unpickled."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# -- a detection trial's checkpoint (Ultralytics' files, trainables.detection) -----------------------------
+
+DETECT_WEIGHTS_FILE = "best.pt"  # the best epoch's weights, loadable with ultralytics.YOLO
+DETECT_RECORD_FILE = "trial.json"  # the trial's own record of its epochs
+
+# -- the run schema: tags ---------------------------------------------------------------------------------
+
+# On a sweep's parent run and on each of its trials' runs.
+SWEEP_TAG = "sweep"  # the sweep's name, e.g. sweep-20261123-101500
+# On a sweep's parent run.
+TASK_TAG = "task"  # which task the sweep ran; a parent run without it is read as classification
+CLASSIFY_TASK, DETECT_TASK = "classify", "detect"  # its values
+CHAMPION_TAG = "champion"  # 'NAME@champion (version N)': the registered best model
+CHAMPION_ALIAS = "champion"  # the Model Registry alias of a sweep's best model
+INTERRUPTED_TAG = "interrupted"  # 'true' while the sweep can be resumed, 'false' once every trial ended
+RESUMES_TAG = "resumes"  # how many times the sweep was resumed
+TRACKING_ERROR_TAG = "tracking_error"  # MLflow writes of the trials not made yet (--resume delivers them)
+STORAGE_ERROR_TAG = "storage_error"  # the storage fault that stopped the sweep
+FORGOTTEN_RUNS_TAG = "forgotten_runs"  # run ids deleted on resume: trials the saved state did not have
+FAILED_TRIALS_TAG = "failed_trials"  # the trial directories of failed trials
+# On a trial's run.
+TRIAL_ID_TAG = "ray_trial_id"  # how a resumed sweep finds the trial's run again
+FAMILY_TAG = "family"  # the model family (also a parameter)
+STOPPED_EARLY_TAG = "stopped_early"  # 'true' when ASHA stopped the trial before max_epochs
+MODEL_ID_TAG = "model_id"  # the trial's model logged with MLflow's PyTorch flavour (models:/<id>)
+GRADCAM_TAG = "gradcam"  # the layer Grad-CAM read, or 'none: <why>'
+ERROR_TAG = "error"  # why the trial failed for good
+RETRIES_TAG, LAST_ERROR_TAG = "retries", "last_error"  # a trial retried from its checkpoint
+EPOCH_GAP_TAG = "epoch_gap"  # epochs missing from the run's history
+HOSTNAME_TAG, DEVICE_TAG = "hostname", "device"  # where the trial ran (hostname: the parent run's too)
+
+# -- the run schema: parameters ---------------------------------------------------------------------------
+
+# On a sweep's parent run (besides the sweep config's settings and the data summary).
+TRIALS_PLANNED_PARAM = "trials_planned"  # also what tells a sweep's parent run from other runs
+SEARCHED_PARAM = "searched"  # comma-separated: the parameters that make a configuration
+DATA_SOURCE_PARAM = "data_source"  # where the images came from, as a person reads it
+SPLIT_FINGERPRINT_PARAM = "split_fingerprint"  # which images went to which split (trainables.data)
+SPACE_PARAM_PREFIX = "space."  # one parameter per search-space axis: space.<name>
+# On a trial's run (besides its config's fields and its TrialInfo).
+FAMILY_PARAM = "family"
+# The trainable's result keys with this prefix are facts (TrialInfo), not metrics: run parameters.
+INFO_PREFIX = "info/"
+
+# -- the run schema: artifact paths -----------------------------------------------------------------------
+
+# On a trial's run.
+CHECKPOINT_DIR = "checkpoint"
+BEST_MODEL_ARTIFACT = f"{CHECKPOINT_DIR}/{BEST_MODEL_FILE}"
+EVIDENCE_DIR = "evidence"  # confusion matrix, per-class report, learning curves, Grad-CAM (analysis.evidence)
+WEIGHTS_DIR = "weights"  # a detection trial's DETECT_WEIGHTS_FILE
+EXPORT_DIR = "export"  # ONNX and TorchScript files (analysis.export)
+# On a sweep's parent run.
+REPORT_DIR = "report"  # the comparison report (analysis.report)
+SAMPLES_DIR = "samples"  # the sample images every model's Grad-CAM is drawn on (analysis.samples)
+RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied (also in the sweep directory)
+SEARCH_SPACE_FILE = "search_space.json"
+SKIPPED_FILE = "data/skipped_images.txt"  # path<TAB>problem of each image left out
+IGNORED_FILE = "data/ignored_files.txt"  # path<TAB>why of each file or link not used
+
+
+def evidence_path(name: str) -> str:
+    """Where a trial's run keeps one evidence file (``analysis.evidence``'s names)."""
+    return f"{EVIDENCE_DIR}/{name}"
