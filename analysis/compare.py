@@ -19,6 +19,15 @@ import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from analysis.profile import Profile, device_name, profile_model
+from analysis.significance import (
+    ACC_CI_HIGH,
+    ACC_CI_LOW,
+    F1_CI_HIGH,
+    F1_CI_LOW,
+    MCNEMAR_P,
+    VS_TOP,
+    Versus,
+)
 from trainables import metrics as M
 from trainables.contracts import FAMILY_PARAM
 from trainables.latency import LATENCY_MIN_SECONDS
@@ -31,6 +40,7 @@ ROW_MODES = {
 }
 # Table keys -> column headers, units included. Quality metrics are shown in percent. FLOPs count a
 # multiply-add as 2; timm and torchvision publish MACs under the name "GFLOPs" (half of our GFLOPs).
+# An interval's low and high keys are shown as one column, "low-high", under the low key's header.
 COLUMNS = {
     "arch": "architecture",
     FAMILY_PARAM: "family",
@@ -40,8 +50,14 @@ COLUMNS = {
     "lr": "lr (head)",
     M.BEST_VAL_ACC: "val acc (%)",
     M.TEST_ACC: "test acc (%)",
+    ACC_CI_LOW: "test acc 95% CI (%, Wilson)",
+    ACC_CI_HIGH: "test acc 95% CI high (%)",
+    MCNEMAR_P: "McNemar p vs top",
+    VS_TOP: "vs top (5%)",
     M.TEST_TOP5: "test top-5 acc (%)",
     M.TEST_F1: "test macro-F1 (%)",
+    F1_CI_LOW: "test macro-F1 95% CI (%, bootstrap)",
+    F1_CI_HIGH: "test macro-F1 95% CI high (%)",
     M.TEST_PRECISION: "test macro-precision (%)",
     M.TEST_RECALL: "test macro-recall (%)",
     "params_m": "params (M)",
@@ -59,6 +75,7 @@ COLUMNS = {
     "run_id": "MLflow run",
 }
 PERCENT = (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL)
+INTERVALS = ((ACC_CI_LOW, ACC_CI_HIGH), (F1_CI_LOW, F1_CI_HIGH))
 PROFILE_COLUMNS = (
     "params_m",
     "gflops",
@@ -197,7 +214,7 @@ def _cost(prof: Profile) -> dict[str, float]:
     }
 
 
-def _row(run: pd.Series, prof: Profile | None) -> dict:
+def _row(run: pd.Series, prof: Profile | None, versus: Versus | None) -> dict:
     row: dict = {k: run.get(f"params.{k}") for k in ("arch", FAMILY_PARAM, "freeze", "augment")}
     row["trials"] = int(run["trials"])
     row["lr"] = float(run["params.lr"])
@@ -207,14 +224,19 @@ def _row(run: pd.Series, prof: Profile | None) -> dict:
     row[M.EPOCHS_RUN] = int(run.get(f"metrics.{M.EPOCHS_RUN}", 0) or 0)
     row[M.BEST_EPOCH] = int(run[f"metrics.{M.BEST_EPOCH}"])
     row.update(_cost(prof) if prof is not None else {})
+    row.update(versus.cells.get(run["run_id"], {}) if versus is not None else {})
     row["run_id"] = run["run_id"]
     return row
 
 
-def comparison_table(table_runs: pd.DataFrame, profs: dict[str, Profile] | None) -> pd.DataFrame:
+def comparison_table(
+    table_runs: pd.DataFrame, profs: dict[str, Profile] | None, versus: Versus | None = None
+) -> pd.DataFrame:
     """One row per selected run; columns: ``COLUMNS`` keys, without the cost columns when not profiled
-    and without top-5 when the task has 5 classes or fewer."""
-    rows = [_row(run, (profs or {}).get(run["run_id"])) for _, run in table_runs.iterrows()]
+    and without top-5 when the task has 5 classes or fewer. ``versus``: the intervals and the tests
+    against the top row (``analysis.significance.against_top``); without it, or for a row it lacks,
+    those cells are empty."""
+    rows = [_row(run, (profs or {}).get(run["run_id"]), versus) for _, run in table_runs.iterrows()]
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     drop = [] if profs is not None else list(PROFILE_COLUMNS)
     if table[M.TEST_TOP5].isna().all():
@@ -223,12 +245,20 @@ def comparison_table(table_runs: pd.DataFrame, profs: dict[str, Profile] | None)
 
 
 def shown(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as people read it: quality in percent, headers with their units."""
+    """The table as people read it: quality in percent, intervals as 'low-high', headers with their units."""
     out = table.copy()
     for c in PERCENT:
         if c in out:
             out[c] = 100 * out[c]
+    for low, high in INTERVALS:
+        if low in out:
+            out[low] = [_interval(lo, hi) for lo, hi in zip(out[low], out.pop(high), strict=True)]
     return out.rename(columns=COLUMNS)
+
+
+def _interval(low: float, high: float) -> str:
+    """A fraction's interval in percent, one decimal: '96.3-98.9'; '' where there is none."""
+    return "" if pd.isna(low) else f"{100 * low:.1f}-{100 * high:.1f}"
 
 
 # TrialConfig fields that do not change what a model learns: left out of the recipe note

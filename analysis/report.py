@@ -17,6 +17,7 @@ import html
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from analysis.compare import (  # noqa: E402
     shown,
     sweep_runs,
 )
-from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
+from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PREDICTIONS_CSV  # noqa: E402
 from analysis.report_parts import (  # noqa: E402
     CSS,
     Report,
@@ -55,6 +56,7 @@ from analysis.report_parts import (  # noqa: E402
     trial_fate,
     trials_planned,
 )
+from analysis.significance import against_top  # noqa: E402
 from sweeps.credentials import TRACKING_URI_HELP  # noqa: E402
 from sweeps.credentials import shown as shown_uri  # noqa: E402  (analysis.compare's shown is the table's)
 from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri  # noqa: E402
@@ -157,6 +159,23 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
     return found
 
 
+def fetch_predictions(run_ids) -> dict[str, pd.DataFrame | None]:
+    """run_id -> the per-image test predictions its trial logged (PREDICTIONS_CSV), or None where the run
+    has none; one download per row, every row (the intervals and ties need them all)."""
+    found = {}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:  # read, not kept: the run keeps them
+        for run_id in run_ids:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=evidence_path(PREDICTIONS_CSV), dst_path=f"{tmp}/{run_id}"
+                )
+                found[run_id] = pd.read_csv(got)
+            except MlflowException:  # the run has none: its cells stay empty, and the note says so
+                found[run_id] = None
+    return found
+
+
 def build_report(
     experiment_id: str,
     parent: Run,
@@ -181,7 +200,8 @@ def build_report(
     profs = None
     if profile and not chosen.empty:
         profs = profiles(chosen, runs, device, reprofile, progress, timing_s=timing_s)
-    table = comparison_table(chosen, profs)
+    versus = against_top(chosen, fetch_predictions(chosen["run_id"]) if len(chosen) else {})
+    table = comparison_table(chosen, profs, versus)
     # the method note names the shortest timing: cached rows may have been timed for longer
     prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
     facts = {
@@ -189,7 +209,7 @@ def build_report(
         "rows": ROW_MODES[rows],
         "fate": trial_fate(runs, trials_planned(parent)),
         "space": search_space(parent),
-        "method": f"{method_note(prof)} {recipe_note(chosen)}".strip(),
+        "method": " ".join(t for t in (method_note(prof), versus.note, recipe_note(chosen)) if t),
         "parent": parent,
         "data": data_source(parent),
     }

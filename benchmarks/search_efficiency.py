@@ -11,10 +11,10 @@ rates, everything else as the default recipe, on the bundled digits at 32 px) is
    initial weights as the grid's run of that configuration. Epochs are counted in the order the trials reported them
    (MLflow's timestamps) up to the first one within 1 point of the grid's best.
 3. Over several search seeds, replayed, for ASHA with grace period 1, with 2, and TPE without ASHA: the
-   same Ray Tune search (the sweep's own searcher, which never trains a configuration twice, and
-   `ASHAScheduler`; 2 trials at a time) whose trials report the grid's measured
-   curves instead of training again (each epoch sleeps its measured time, scaled down, so trials
-   interleave as they would). This is how tabular HPO benchmarks compare searches: the seed changes
+   same Ray Tune search (the sweep's own searcher, which never trains a configuration twice, and the
+   sweep's own scheduler, `sweeps.space.scheduler`: one ASHA per family; 2 trials at a time) whose trials
+   report the grid's measured curves instead of training again (each epoch sleeps its measured time, scaled
+   down, so trials interleave as they would). This is how tabular HPO benchmarks compare searches: the seed changes
    only the search, not the data split or the weights, and costs seconds instead of minutes.
 
 Prints, per seed, the epochs spent until a configuration within 1 point of the grid's best validation

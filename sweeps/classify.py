@@ -8,8 +8,8 @@ learning rate, is best for these images, and what does each cost to run?
     python sweeps/classify.py --resume ~/ray_results/sweep-20261123-101500   # continue an interrupted sweep
 
 A sweep is a YAML recipe (--config, default sweeps/configs/quickstart.yaml); the flags below override
-its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops laggards), each trial
-is an MLflow run nested under one run for the sweep (with its confusion matrix, per-class report,
+its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops those behind their own
+family), each trial is an MLflow run nested under one run for the sweep (with its confusion matrix, per-class report,
 learning curves, best checkpoint and model), the comparison report (table, Pareto plots, per-model
 evidence; also `python -m analysis.report`) is written and logged at the end, and the best model
 becomes the 'champion' alias in the MLflow Model Registry.

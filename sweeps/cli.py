@@ -72,7 +72,12 @@ def common_flags(task: str, checkpoint: str) -> list[Flag]:
             help="run every trial to --max-epochs (no early stopping)",
         ),
         _flag(
-            "--grace-period", SWEEP, "settings", "grace_period", type=int, help="epochs before ASHA may stop a trial"
+            "--grace-period",
+            SWEEP,
+            "settings",
+            "grace_period",
+            type=int,
+            help="epochs before ASHA may stop a trial",
         ),
         _flag(
             "--cpus-per-trial",

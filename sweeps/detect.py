@@ -9,11 +9,11 @@ these images best, and what does each cost to run?
 
 Needs the detection extra: pip install -e ".[detect]" (Ultralytics, AGPL-3.0). A sweep is a YAML recipe
 (--config, default sweeps/configs/detect/default.yaml); the flags below override it. Every trial is an ordinary
-Ray Tune trial (Optuna proposes, ASHA stops laggards on validation mAP50-95, a crashed trial is retried
-from its last epoch) training Ultralytics YOLO, and one MLflow run under the sweep's run, with per-epoch
-losses, precision, recall, mAP50 and mAP50-95, its best weights, and the best epoch's test metrics. The
-detection comparison report (mAP, params, FLOPs, latency per model) is written and logged at the end;
-also `python -m analysis.report --experiment NAME`.
+Ray Tune trial (Optuna proposes, ASHA stops those behind their own family on validation mAP50-95, a
+crashed trial is retried from its last epoch) training Ultralytics YOLO, and one MLflow run under the
+sweep's run, with per-epoch losses, precision, recall, mAP50 and mAP50-95, its best weights, and the best
+epoch's test metrics. The detection comparison report (mAP, params, FLOPs, latency per model) is written
+and logged at the end; also `python -m analysis.report --experiment NAME`.
 
 Ctrl-C stops a sweep cleanly (press it once and wait); --resume continues it in the same MLflow runs.
 """

@@ -126,7 +126,7 @@ class Recipe:
     points_to_evaluate: str | tuple[dict[str, Any], ...] = ""
     """Configs tried first: one per row_key value (the subclass' default), a list of partial configs, or []."""
     asha: bool = True
-    """Stop trials early that are behind at the ASHA milestones (on the first objective)."""
+    """Stop trials early that are behind their own family at the ASHA milestones (on the first objective)."""
     grace_period: int = 2
     """Epochs every trial gets before ASHA may stop it."""
     max_epochs: int = 4

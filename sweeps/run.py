@@ -247,7 +247,8 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
     n = num_trials(cfg)
     log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
     objectives = " and ".join(f"{mode} {o}" for mode, o in zip(cfg.modes(), cfg.objectives, strict=True))
-    log(f"search: {cfg.search} ({objectives}), ASHA {'on' if cfg.asha else 'off'}, recipe {cfg.source}")
+    stopping = "ASHA within each family" if cfg.asha else "off"
+    log(f"search: {cfg.search} ({objectives}), early stopping: {stopping}, recipe {cfg.source}")
     if cfg.search == "grid" and n < cfg.grid_size():
         log(f"warning: num_samples={n} runs only {n} of the grid's {cfg.grid_size()} configurations")
     if cfg.search != "grid" and cfg.num_samples is not None and n < cfg.num_samples:

@@ -2,7 +2,8 @@
 
 Every search mode runs through Ray Tune's ``OptunaSearch`` with a define-by-run space, so conditional
 parameters (``unfreeze_stages`` only for ``partial``, ``gradual_epochs`` only for ``gradual``) are
-sampled, and recorded, only where they exist; the modes differ only in Optuna's sampler.
+sampled, and recorded, only where they exist; the modes differ only in Optuna's sampler. Early stopping
+is ASHA within each family (``sweeps/schedulers.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import optuna_compat
 from sweeps.config import SweepConfig
+from sweeps.schedulers import GroupedASHA, RowFamily
 
 
 class DefineByRun:
@@ -122,9 +124,12 @@ def search_algorithm(cfg: SweepConfig) -> OptunaSearch:
 
 
 def scheduler(cfg: SweepConfig) -> TrialScheduler:
+    """ASHA within each family of the recipe's rows (architectures, YOLO models): a trial is stopped
+    only against learning curves it is comparable with, and every family keeps its best to the end."""
     if not cfg.asha:
         return FIFOScheduler()
-    return ASHAScheduler(
+    return GroupedASHA(
+        RowFamily(cfg.row_key),
         time_attr="training_iteration",
         metric=cfg.objectives[0],
         mode=cfg.modes()[0],
