@@ -208,7 +208,8 @@ def parse_args(command: Command, argv: list[str] | None = None) -> argparse.Name
 
 def config_from_args(command: Command, a: argparse.Namespace):
     """The recipe, with the flags the user gave on top. Raises ConfigError naming the file or flag."""
-    from sweeps.recipe import ConfigError, unknown_name_message
+    from sweeps.recipe import ConfigError
+    from trainables.registry import unknown_name_message
 
     task = load_task(command)
     cfg = task.load(a.config)

@@ -17,20 +17,24 @@ from trainables import contracts as C
 def prepare(cfg: DetectSweepConfig, log) -> Prepared:
     """The data (generated here once, on this node, or a user's data.yaml checked by Ultralytics),
     Ultralytics' pretrained weights made local files, and every model at every image size run once."""
-    data, summary, data_yaml = prepare_data(cfg, log)
+    data, summary, info = prepare_data(cfg, log)
     cfg = resolve_weights(cfg, log)
     check_models(cfg, summary["num_classes"])
     line = (
         f"data: {summary['data_source']}: {summary['num_classes']} classes, train/val/test = "
         f"{summary['train_size']}/{summary['val_size']}/{summary.get('test_size', 0)} images"
     )
-    return Prepared(data, summary["data_name"], summary, line, fingerprint(data_yaml), cfg=cfg)
+    return Prepared(data, summary["data_name"], summary, line, fingerprint(info), cfg=cfg)
 
 
-def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, Path]:
-    """(what the trials are given to find the data, a summary for the sweep's run, the data.yaml)."""
+def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict]:
+    """(what the trials are given to find the data, a summary for the sweep's run, the dataset as
+    Ultralytics' check_det_dataset read it)."""
     from trainables.detection import load_ultralytics
     from trainables.shapes import CLASSES, ShapesSpec, generate
+
+    load_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
 
     if cfg.data is None:
         spec = ShapesSpec(
@@ -47,10 +51,8 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, Path]:
             "test_size": spec.test,
         }
         root = str(Path(cfg.data_cache).expanduser().resolve())
-        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, data_yaml
-    load_ultralytics()
-    from ultralytics.data.utils import check_det_dataset
-
+        info = check_det_dataset(str(data_yaml), autodownload=False)
+        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, info
     try:
         info = check_det_dataset(cfg.data, autodownload=False)
     except Exception as e:  # noqa: BLE001 - Ultralytics raises several kinds; the message names what is missing
@@ -68,7 +70,7 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, Path]:
         "classes": ",".join(str(n) for n in names.values())[:500],
         **{f"{k}_size": v for k, v in sizes.items()},
     }
-    return {"yaml": str(cfg.data)}, summary, Path(cfg.data)
+    return {"yaml": str(cfg.data)}, summary, info
 
 
 def images(info: dict, split: str) -> list[Path]:
@@ -85,15 +87,11 @@ def images(info: dict, split: str) -> list[Path]:
     return out
 
 
-def fingerprint(data_yaml: Path) -> str:
+def fingerprint(info: dict) -> str:
     """SHA-256 over every split's image names and sizes and every label file's bytes: a resumed sweep
-    refuses a dataset whose splits changed under it."""
-    from trainables.detection import load_ultralytics
+    refuses a dataset whose splits changed under it. ``info``: check_det_dataset's reading of it."""
+    from ultralytics.data.utils import img2label_paths
 
-    load_ultralytics()
-    from ultralytics.data.utils import check_det_dataset, img2label_paths
-
-    info = check_det_dataset(str(data_yaml), autodownload=False)
     h = hashlib.sha256()
     for split in ("train", "val", "test"):
         if not info.get(split):

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from trainables.contracts import SPACE_PARAM_PREFIX
+from trainables.registry import unknown_name_message
+
 SEARCH_ALGORITHMS = ("tpe", "random", "grid")
 RANGE_KINDS = ("loguniform", "uniform", "randint")
 SWEEP_LEVEL = ("max_epochs", "seed")  # trial fields the sweep sets itself: ASHA's horizon and the one seed
@@ -36,12 +39,6 @@ class ConfigError(ValueError):
             return cls(at[0], at)
         head = f"{where}: {len(at)} problems:" if where else f"{len(at)} problems:"
         return cls(head + "".join(f"\n  {p}" for p in at), at)
-
-
-def unknown_name_message(kind: str, name: str, allowed) -> str:
-    from trainables.registry import unknown_name_message as message
-
-    return message(kind, name, allowed)
 
 
 @dataclass(frozen=True)
@@ -323,7 +320,7 @@ class Recipe:
         d["points_to_evaluate"] = (
             self.points_to_evaluate if isinstance(self.points_to_evaluate, str) else len(self.points_to_evaluate)
         )
-        return {**d, **{f"space.{k}": v.describe() for k, v in self.space.items()}}
+        return {**d, **{f"{SPACE_PARAM_PREFIX}{k}": v.describe() for k, v in self.space.items()}}
 
     def to_yaml_dict(self, addresses: bool = True) -> dict[str, Any]:
         """The config as a recipe again (the sweep logs it, so a run can be repeated from its record);

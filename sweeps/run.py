@@ -352,7 +352,9 @@ def resume_sweep(task: Task, exp_dir: Path, address: str | None) -> int:
         return fail("\n".join(e.problems))
     except CHECK_ERRORS as e:
         return fail(str(e))
-    if prepared.fingerprint != sweep.get(C.SPLIT_FINGERPRINT_PARAM, prepared.fingerprint):  # the data changed
+    if C.SPLIT_FINGERPRINT_PARAM not in sweep:
+        log(f"warning: {SWEEP_FILE} records no split fingerprint (an older sweep): its data cannot be checked")
+    elif prepared.fingerprint != sweep[C.SPLIT_FINGERPRINT_PARAM]:  # the data changed under the sweep
         return fail(
             f"--resume {exp_dir}: the data ({prepared.summary.get('data_source')}) no longer splits into the "
             "images this sweep trained and tested on (split fingerprint differs); start a new sweep instead."

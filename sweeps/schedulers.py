@@ -83,7 +83,6 @@ class GroupedASHA(FIFOScheduler):
             stop_last_trials=stop_last_trials,
         )
         self._groups: dict[str, AsyncHyperBandScheduler] = {}
-        self._trial_group: dict[str, str] = {}  # trial_id -> its group
 
     @property
     def metric(self) -> str | None:
@@ -95,8 +94,7 @@ class GroupedASHA(FIFOScheduler):
         return dict(self._groups)
 
     def group(self, trial: Trial) -> str:
-        group = self._trial_group.get(trial.trial_id)
-        return self._group_of(trial.config) if group is None else group
+        return self._group_of(trial.config)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         if not self._template.set_search_properties(metric, mode, **spec):
@@ -110,7 +108,6 @@ class GroupedASHA(FIFOScheduler):
         return self._groups[group]
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._trial_group[trial.trial_id] = self._group_of(trial.config)
         self._scheduler(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
@@ -118,11 +115,9 @@ class GroupedASHA(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         self._scheduler(trial).on_trial_complete(tune_controller, trial, result)
-        self._trial_group.pop(trial.trial_id, None)
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
         self._scheduler(trial).on_trial_remove(tune_controller, trial)
-        self._trial_group.pop(trial.trial_id, None)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
         # Kept in its group: Tune adds a trial it retries again (on_trial_add) and ends one it does not.

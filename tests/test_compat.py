@@ -56,12 +56,15 @@ def resolve(library: str, dotted: str, compat: ModuleType) -> object:
     pytest.fail(moved(library, dotted, compat))
 
 
+NO_ULTRALYTICS = pytest.mark.skipif(not HAS_ULTRALYTICS, reason="Ultralytics is not installed (the [detect] extra)")
+
+
 @pytest.mark.parametrize(
-    "compat, library", [(c, lib) for c in COMPAT for lib in c.CHECKED], ids=lambda x: getattr(x, "__name__", x)
+    "compat, library",
+    [pytest.param(c, lib, marks=[NO_ULTRALYTICS] if lib == "ultralytics" else []) for c in COMPAT for lib in c.CHECKED],
+    ids=lambda x: getattr(x, "__name__", x),
 )
 def test_the_installed_version_is_one_the_compat_module_was_checked_against(compat, library):
-    if library == "ultralytics" and not HAS_ULTRALYTICS:
-        pytest.skip("Ultralytics is not installed (the [detect] extra)")
     installed = Version(version(library))
     assert installed in SpecifierSet(compat.CHECKED[library]), (
         f"{library} {installed} is outside {compat.CHECKED[library]}, the versions {compat.__name__} was "
