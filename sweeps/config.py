@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sweeps.recipe import (  # noqa: F401  (the names other modules and tests read from here)
+from sweeps.recipe import (  # noqa: F401  (ConfigError: read from here by tests)
     RANGE_KINDS,
-    SEARCH_ALGORITHMS,
-    SMOKE_TIMING_S,
     SWEEP_LEVEL,
     ConfigError,
     Dim,
@@ -219,9 +217,6 @@ def _weights_path(v: Any) -> Any:
     return str(path)
 
 
-SETTINGS = SweepConfig.settings()  # the top-level keys of a recipe, besides `space`
-
-
 def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> SweepConfig:
     """A recipe's mapping -> SweepConfig; errors are ConfigErrors prefixed with ``source``."""
     return SweepConfig.from_dict(d, source)
@@ -232,14 +227,6 @@ def load_config(path: str | Path) -> SweepConfig:
     return SweepConfig.load(path, CONFIG_DIR)
 
 
-def with_overrides(cfg: SweepConfig, settings: dict[str, Any], space: dict[str, Any], flags: dict[str, str]):
-    return cfg.with_overrides(settings, space, flags)
-
-
 def smoke(cfg: SweepConfig) -> SweepConfig:
     """A tiny version of a recipe: one trial per architecture, 2 epochs, 300 training images, timings of 0.2 s."""
     return cfg.smoke()
-
-
-def preset_help() -> str:
-    return "; ".join(f"{k}: {', '.join(v)}" for k, v in ARCH_PRESETS.items())

@@ -61,17 +61,5 @@ class DetectSweepConfig(Recipe):
         return str(Path(v).expanduser().resolve()) if key == "data" and v is not None else v
 
 
-SETTINGS = DetectSweepConfig.settings()
-
-
 def config_from_dict(d: Any, source: str = "<dict>") -> DetectSweepConfig:
     return DetectSweepConfig.from_dict(d, source)
-
-
-def load_config(path: str | Path) -> DetectSweepConfig:
-    return DetectSweepConfig.load(path, DETECT_CONFIG.parent)
-
-
-def smoke(cfg: DetectSweepConfig) -> DetectSweepConfig:
-    """A tiny version: one trial per model, 2 epochs, 48 generated training images."""
-    return cfg.smoke()
