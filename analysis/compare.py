@@ -1,7 +1,11 @@
 """The model-comparison table of a sweep, read back from MLflow (it needs no Ray).
 
 Rows: the best trial (by validation accuracy, never by test) of each architecture, of each
-configuration, or every trial. Quality columns are the trial's own test-split numbers; cost columns
+configuration, or every trial. A configuration the sweep confirmed (trained again with further seeds)
+is ranked by its mean validation accuracy over its seeds, ahead of single-seed ones, and its row shows
+mean +/- std over the seeds beside its best-validation seed's own numbers.
+
+Quality columns are the trial's own test-split numbers; cost columns
 come from ``analysis.profile``, measured after training, one model at a time, the same way for every
 model, and cached on the profiled run so a report can be rebuilt without timing again.
 """
@@ -45,17 +49,24 @@ COLUMNS = {
     "arch": "architecture",
     FAMILY_PARAM: "family",
     "trials": "trials",
+    "seeds": "seeds",
     "freeze": "freeze",
     "augment": "augment",
     "lr": "lr (head)",
     M.BEST_VAL_ACC: "val acc (%)",
+    "val_acc_mean": "val acc over seeds, mean ± std (%)",
+    "val_acc_std": "val acc std (%)",
     M.TEST_ACC: "test acc (%)",
+    "test_acc_mean": "test acc over seeds, mean ± std (%)",
+    "test_acc_std": "test acc std (%)",
     ACC_CI_LOW: "test acc 95% CI (%, Wilson)",
     ACC_CI_HIGH: "test acc 95% CI high (%)",
     MCNEMAR_P: "McNemar p vs top",
     VS_TOP: "vs top (5%)",
     M.TEST_TOP5: "test top-5 acc (%)",
     M.TEST_F1: "test macro-F1 (%)",
+    "test_f1_mean": "test macro-F1 over seeds, mean ± std (%)",
+    "test_f1_std": "test macro-F1 std (%)",
     F1_CI_LOW: "test macro-F1 95% CI (%, bootstrap)",
     F1_CI_HIGH: "test macro-F1 95% CI high (%)",
     M.TEST_PRECISION: "test macro-precision (%)",
@@ -76,6 +87,10 @@ COLUMNS = {
 }
 PERCENT = (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL)
 INTERVALS = ((ACC_CI_LOW, ACC_CI_HIGH), (F1_CI_LOW, F1_CI_HIGH))
+# Over a configuration's seeds (its search trial and its confirmation trials): metric -> (mean, std) keys,
+# shown as one column 'mean ± std' under the mean key's header; empty for a configuration of one seed.
+SPREADS = {M.BEST_VAL_ACC: ("val_acc_mean", "val_acc_std"), M.TEST_ACC: ("test_acc_mean", "test_acc_std")}
+SPREADS[M.TEST_F1] = ("test_f1_mean", "test_f1_std")
 PROFILE_COLUMNS = (
     "params_m",
     "gflops",
@@ -107,27 +122,47 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_rows(runs: pd.DataFrame, rows: str = "arch", searched: list[str] | None = None) -> pd.DataFrame:
-    """The runs that make the table, best validation accuracy first, with a ``trials`` column: how
-    many finished trials each row stands for. ``searched``: the parameters that define a configuration
-    (rows='config'); by default every trial parameter that differs between runs."""
+    """The runs that make the table, best first, with a ``trials`` column (how many finished trials each
+    row stands for), ``seeds`` (how many different seeds its configuration's finished runs have) and the mean and std of
+    ``SPREADS`` over them. A confirmed configuration (more than one seed) ranks by its mean validation
+    accuracy, ahead of single-seed ones, and its row is its best-validation run; others rank by their own
+    validation accuracy. ``searched``: the parameters that define a configuration; by default every trial
+    parameter but the seed that differs between runs."""
     if rows not in ROW_MODES:
         raise ValueError(f"rows: {rows!r} is not one of {', '.join(ROW_MODES)}")
     col = f"metrics.{M.BEST_VAL_ACC}"
     done = finished(runs)
     if done.empty:
-        return done.assign(trials=pd.Series(dtype=int))
+        return done.assign(trials=pd.Series(dtype=int), seeds=pd.Series(dtype=int))
     if rows == "trial":
-        return done.assign(trials=1).sort_values(col, ascending=False, kind="stable")
+        return done.assign(trials=1, seeds=1).sort_values(col, ascending=False, kind="stable")
+    done = _with_seeds(done, _config_keys(done, searched))
     keys = ["params.arch"] if rows == "arch" else _config_keys(done, searched)
     groups = done.fillna({k: "" for k in keys}).groupby(keys, sort=False)
-    best = done.loc[groups[col].idxmax()].assign(trials=groups.size().to_numpy())
-    return best.sort_values(col, ascending=False, kind="stable")
+    done = done.assign(trials=groups[col].transform("size"), _confirmed=done["seeds"] > 1)
+    done["_rank"] = done[SPREADS[M.BEST_VAL_ACC][0]].where(done["_confirmed"], done[col])
+    ranked = done.sort_values(["_confirmed", "_rank", col], ascending=False, kind="stable")
+    best = ranked.fillna({k: "" for k in keys}).groupby(keys, sort=False).head(1)
+    return ranked.loc[best.index].drop(columns=["_confirmed", "_rank"])
+
+
+def _with_seeds(done: pd.DataFrame, config_keys: list[str]) -> pd.DataFrame:
+    """``done`` with each run's configuration's ``seeds`` (how many different seeds its finished runs have) and
+    the ``SPREADS`` means and stds over those runs (NaN for one seed)."""
+    groups = done.fillna({k: "" for k in config_keys}).groupby(config_keys, sort=False)
+    seeds = groups["params.seed"].transform("nunique") if "params.seed" in done else pd.Series(1, index=done.index)
+    out = done.assign(seeds=seeds)
+    for metric, (mean, std) in SPREADS.items():
+        column = groups[f"metrics.{metric}"] if f"metrics.{metric}" in done else None
+        out[mean] = column.transform("mean").where(seeds > 1) if column is not None else float("nan")
+        out[std] = column.transform("std").where(seeds > 1) if column is not None else float("nan")
+    return out
 
 
 def _config_keys(done: pd.DataFrame, searched: list[str] | None) -> list[str]:
     if searched is not None:
         return [f"params.{k}" for k in searched if f"params.{k}" in done] or ["params.arch"]
-    varying = [c for c in done if c.startswith("params.") and done[c].nunique(dropna=False) > 1]
+    varying = [c for c in done if c.startswith("params.") and c != "params.seed" and done[c].nunique(dropna=False) > 1]
     return varying or ["params.arch"]
 
 
@@ -217,6 +252,9 @@ def _cost(prof: Profile) -> dict[str, float]:
 def _row(run: pd.Series, prof: Profile | None, versus: Versus | None) -> dict:
     row: dict = {k: run.get(f"params.{k}") for k in ("arch", FAMILY_PARAM, "freeze", "augment")}
     row["trials"] = int(run["trials"])
+    row["seeds"] = int(run.get("seeds", 1))
+    for mean, std in SPREADS.values():
+        row[mean], row[std] = run.get(mean, float("nan")), run.get(std, float("nan"))
     row["lr"] = float(run["params.lr"])
     for m in (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL, M.TRAIN_TIME):
         row[m] = run.get(f"metrics.{m}", float("nan"))
@@ -253,7 +291,15 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     for low, high in INTERVALS:
         if low in out:
             out[low] = [_interval(lo, hi) for lo, hi in zip(out[low], out.pop(high), strict=True)]
+    for mean, std in SPREADS.values():
+        if mean in out:
+            out[mean] = [_spread(m, s) for m, s in zip(out[mean], out.pop(std), strict=True)]
     return out.rename(columns=COLUMNS)
+
+
+def _spread(mean: float, std: float) -> str:
+    """A fraction's mean and std over seeds in percent: '96.3 ± 0.4'; '' for one seed."""
+    return "" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def _interval(low: float, high: float) -> str:
@@ -294,6 +340,19 @@ def recipe_note(table_runs: pd.DataFrame) -> str:
     if differ:
         text += " Differing between rows: " + "; ".join(differ) + "."
     return text
+
+
+def seeds_note(table_runs: pd.DataFrame) -> str:
+    """What the seed columns mean, when a row of the table is a confirmed configuration."""
+    confirmed = int((table_runs["seeds"] > 1).sum()) if "seeds" in table_runs else 0
+    if not confirmed:
+        return ""
+    return (
+        f"Seeds: {confirmed} row(s) are configurations the sweep trained again with further seeds (new "
+        "initialisation and data order, the same split); their 'over seeds' columns are the mean ± sample std over "
+        "all their finished runs ('seeds'), they rank first, by mean validation accuracy, and their other columns "
+        "are those of their best-validation seed, whose model is the row's."
+    )
 
 
 def _param(v) -> str:

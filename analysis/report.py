@@ -39,6 +39,7 @@ from analysis.compare import (  # noqa: E402
     method_note,
     profiles,
     recipe_note,
+    seeds_note,
     select_rows,
     shown,
     sweep_runs,
@@ -209,7 +210,7 @@ def build_report(
         "rows": ROW_MODES[rows],
         "fate": trial_fate(runs, trials_planned(parent)),
         "space": search_space(parent),
-        "method": " ".join(t for t in (method_note(prof), versus.note, recipe_note(chosen)) if t),
+        "method": " ".join(t for t in (method_note(prof), versus.note, recipe_note(chosen), seeds_note(chosen)) if t),
         "parent": parent,
         "data": data_source(parent),
     }

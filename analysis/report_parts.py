@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from analysis.compare import finished
 from analysis.profile import Profile
 from trainables.contracts import (
+    CONFIRM_PLANNED_PARAM,
     DATA_SOURCE_PARAM,
     REPORT_DIR,
     SPACE_PARAM_PREFIX,
@@ -27,6 +28,7 @@ from trainables.contracts import (
 
 # The search's settings shown beside the searched axes (the sweep config's names, as the parent run logs them).
 SEARCH_SETTINGS = ("search", "num_samples", "objectives", "points_to_evaluate", "asha", "grace_period", "max_epochs")
+SEARCH_SETTINGS += ("confirm.top", "confirm.seeds")
 
 
 @dataclass
@@ -49,8 +51,9 @@ def data_source(parent: Run) -> str:
 
 
 def trials_planned(parent: Run) -> int | None:
+    """The search's trials and, at most, the confirmation's."""
     planned = parent.data.params.get(TRIALS_PLANNED_PARAM)
-    return int(planned) if planned else None
+    return int(planned) + int(parent.data.params.get(CONFIRM_PLANNED_PARAM, 0)) if planned else None
 
 
 def trial_fate(runs: pd.DataFrame, planned: int | None, done: pd.DataFrame | None = None) -> dict[str, int]:

@@ -127,8 +127,9 @@ def report(cfg: SweepConfig, sweep: dict, out_dir: Path, log):
 
 
 def register_champion(cfg: SweepConfig, sweep: dict, report) -> list[str]:
-    """The table is sorted by best validation accuracy (selection never sees test): its top row's model
-    becomes the 'champion' alias of the registered model."""
+    """The table is sorted by validation accuracy (a confirmed configuration's mean over its seeds, ahead of
+    single-seed rows; selection never sees test): its top row's model becomes the 'champion' alias of the
+    registered model."""
     import mlflow
 
     from sweeps.tracking import register_champion as register
@@ -141,6 +142,11 @@ def register_champion(cfg: SweepConfig, sweep: dict, report) -> list[str]:
         f"{top['arch']} from sweep {sweep['sweep_name']}: val acc {top[M.BEST_VAL_ACC]:.4f}, "
         f"test acc {top[M.TEST_ACC]:.4f}, test macro-F1 {top[M.TEST_F1]:.4f}"
     )
+    if top["seeds"] > 1:  # a confirmed configuration: chosen by its mean over seeds
+        description += (
+            f"; its configuration over {top['seeds']} seeds: val acc {top['val_acc_mean']:.4f} ± "
+            f"{top['val_acc_std']:.4f}, test acc {top['test_acc_mean']:.4f} ± {top['test_acc_std']:.4f}"
+        )
     champion = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
     mlflow.set_tag(CHAMPION_TAG, champion)
     uri = f"models:/{champion.split()[0]}"

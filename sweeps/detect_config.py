@@ -44,6 +44,8 @@ class DetectSweepConfig(Recipe):
             problems.append(f"shapes_train: must be >= 1, got {self.shapes_train}")
         if self.data is not None and not Path(self.data).expanduser().is_file():
             problems.append(f"data: {self.data}: no such file (expected a YOLO dataset's data.yaml)")
+        if self.confirm.trials:  # the trials would run, but the detection table would not show their seeds
+            problems.append("confirm: not supported for detection yet (its table has one seed per row); use null")
         if problems:
             raise ConfigError.of(problems)
 

@@ -101,6 +101,36 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """The confirmation stage: once the search has ended, its ``top`` configurations that trained every
+    epoch run again with ``seeds`` further seeds each (new initialisation and data order, same split)."""
+
+    top: int = 0
+    seeds: int = 0
+
+    @property
+    def trials(self) -> int:
+        return self.top * self.seeds
+
+    @classmethod
+    def parse(cls, v: Any) -> Confirm:
+        if v is None:
+            return cls()
+        if not isinstance(v, dict):
+            raise ConfigError(f"confirm: expected a mapping like {{top: 2, seeds: 2}}, or null, got {v!r}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        problems = [f"confirm: {unknown_name_message('key', k, names)}" for k in v if k not in names]
+        problems += [
+            f"confirm.{k}: expected an integer >= 0, got {n!r}"
+            for k, n in v.items()
+            if k in names and (not isinstance(n, int) or isinstance(n, bool) or n < 0)
+        ]
+        if problems:
+            raise ConfigError.of(problems)
+        return cls(**v)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """The settings every task's sweep has. Subclasses add fields (all with defaults) and set the
     class-level names below."""
@@ -129,7 +159,10 @@ class Recipe:
     max_epochs: int = 4
     """Epochs per trial, unless ASHA stops it earlier."""
     seed: int = 0
-    """Seeds the data split, the search and every trial."""
+    """Seeds the data split, the search and every trial of the search."""
+    confirm: Confirm = Confirm()
+    """After the search, its best ``top`` configurations again with ``seeds`` further seeds each (their
+    rows show mean +/- std, and the winner is chosen by the mean); null or 0: no confirmation."""
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 1
@@ -313,7 +346,8 @@ class Recipe:
 
     def flat(self) -> dict[str, object]:
         """Every setting as one flat dict of readable names, for the sweep's MLflow parameters."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "space"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("space", "confirm")}
+        d.update({f"confirm.{k}": v for k, v in dataclasses.asdict(self.confirm).items()})
         # Addresses can carry credentials (http://user:token@host): they stay out of the run.
         for secret_prone in ("tracking_uri", "address"):
             d.pop(secret_prone)
@@ -331,6 +365,7 @@ class Recipe:
         d = {k: list(v) if isinstance(v, tuple) and k != "points_to_evaluate" else v for k, v in d.items()}
         if not isinstance(self.points_to_evaluate, str):
             d["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]
+        d["confirm"] = dataclasses.asdict(self.confirm)
         return {**d, "space": {k: v.to_yaml() for k, v in self.space.items()}}
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -441,10 +476,12 @@ class Recipe:
     @classmethod
     def _setting(cls, key: str, v: Any) -> Any:
         t = _type_name(next(f.type for f in dataclasses.fields(cls) if f.name == key))
-        if v is None:
+        if v is None and key != "confirm":
             if "None" not in t:
                 raise ConfigError(f"{key}: may not be null")
             return None
+        if key == "confirm":
+            return Confirm.parse(v)
         if key == "points_to_evaluate":
             if isinstance(v, str):
                 return v
@@ -501,9 +538,11 @@ class Recipe:
         return self.from_dict(d, f"{self.source} with {' '.join(flags[k] for k in [*settings, *space])}")
 
     def smoke(self) -> Recipe:
-        """A tiny version of the recipe: one trial per row, 2 epochs, the task's smaller data, timings of 0.2 s."""
+        """A tiny version of the recipe: one trial per row, 2 epochs, the task's smaller data, timings of 0.2
+        s, and a confirmation (if the recipe has one) of the best configuration with one more seed."""
         return dataclasses.replace(
             self,
+            confirm=Confirm(1, 1) if self.confirm.trials else Confirm(),
             num_samples=len(self.rows),
             max_epochs=2,
             grace_period=1,

@@ -24,7 +24,7 @@ from ray import tune
 from sweeps.credentials import restore_credentials, save_credentials, untrusted
 from sweeps.ray_compat import loopback_only, starts_local_ray
 from sweeps.recipe import ConfigError, Recipe
-from sweeps.space import num_trials, scheduler, search_algorithm
+from sweeps.space import num_trials, scheduler, search_algorithm, trials_planned
 from sweeps.storage import storage_filesystem
 from sweeps.task import Prepared, Task
 from sweeps.tracking import (
@@ -131,7 +131,7 @@ def build_tuner(task: Task, cfg: Recipe, data, sweep_name: str, callback) -> tun
         tune_config=tune.TuneConfig(
             search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
             scheduler=scheduler(cfg),
-            num_samples=num_trials(cfg),
+            num_samples=num_trials(cfg) + cfg.confirm.trials,  # the searcher says when it has no more
             # Ray's default directory name is ~200 characters
             trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config[cfg.row_key]}",
             # A trial starts in the process of one that ended: torch, timm and the data are loaded once per
@@ -245,7 +245,9 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
     if error := start_ray(cfg):
         return fail(error)
     n = num_trials(cfg)
-    log(f"Ray: {ray.cluster_resources()}; {n} trials, up to {cfg.max_epochs} epochs each")
+    confirming = f", then the best {cfg.confirm.top} again with {cfg.confirm.seeds} more seed(s) each"
+    confirming *= bool(cfg.confirm.trials)
+    log(f"Ray: {ray.cluster_resources()}; {n} trials{confirming}, up to {cfg.max_epochs} epochs each")
     objectives = " and ".join(f"{mode} {o}" for mode, o in zip(cfg.modes(), cfg.objectives, strict=True))
     stopping = "ASHA within each family" if cfg.asha else "off"
     log(f"search: {cfg.search} ({objectives}), early stopping: {stopping}, recipe {cfg.source}")
@@ -261,6 +263,7 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
         mlflow.log_params({**cfg.flat(), **prepared.summary, **fingerprint})
         searched = ",".join(k for k, d in cfg.space.items() if d.searched)  # what a "configuration" is
         mlflow.log_params({C.TRIALS_PLANNED_PARAM: n, C.SEARCHED_PARAM: searched or cfg.row_key})
+        mlflow.log_param(C.CONFIRM_PLANNED_PARAM, cfg.confirm.trials)
         mlflow.log_dict(cfg.to_yaml_dict(addresses=False), RECIPE_FILE)
         mlflow.log_dict({"points_to_evaluate": cfg.starting_points()}, C.SEARCH_SPACE_FILE)
         prepared.record()
@@ -280,7 +283,9 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
         if kept := save_credentials(exp_dir, credentials):
             log(f"the credentials of {shown(tracking_uri)}: kept for --resume in {kept} (mode 0600), nowhere else")
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
-        callback = task.callback(tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s, str(exp_dir))
+        callback = task.callback(
+            tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s, str(exp_dir), sweep_seed=cfg.seed
+        )
         tuner = build_tuner(task, cfg, prepared.data, sweep_name, callback)
         return finish(task, cfg, tuner, sweep, exp_dir, t0)
 
@@ -397,7 +402,7 @@ def fit_trials(cfg, tuner: tune.Tuner, exp_dir: Path, script: str = "classify.py
     # What the experiment state says, not the ResultGrid: that leaves out trials that never reported.
     trials = tune.ExperimentAnalysis(str(exp_dir)).trials
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-    planned = num_trials(cfg)
+    planned = trials_planned(cfg, trials)
     if ended < planned:  # Ctrl-C: Tune saved the experiment and returned early
         mlflow.set_tag(C.INTERRUPTED_TAG, "true")
         mlflow.end_run(status="KILLED")

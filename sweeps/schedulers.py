@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from trainables.contracts import CONFIRM_STAGE, stage_of
 from trainables.detection import MODEL_RE
 from trainables.models import family_of
 
@@ -34,22 +35,40 @@ def yolo_family(model: str) -> str:
 ROW_FAMILIES: dict[str, Callable[[str], str]] = {"arch": family_of, "model": yolo_family}  # row_key -> family
 
 
+class PickledState:
+    """``save``/``restore`` as Ray's own schedulers and searchers write theirs: every attribute, pickled,
+    so a resumed sweep carries on with the rungs and trials it had."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
 class RowFamily:
     """A trial's group: the family of its row (``config[row_key]``: its architecture or model); a row
-    whose family this project does not know is a group of its own. A class, not a closure: Tune pickles
-    the scheduler with the Tuner."""
+    whose family this project does not know is a group of its own. A confirmation trial (a seed other than
+    the sweep's ``seed``) has no group: it is never stopped early, nor compared with the search's trials.
+    A class, not a closure: Tune pickles the scheduler with the Tuner."""
 
-    def __init__(self, row_key: str) -> None:
+    def __init__(self, row_key: str, seed: int | None = None) -> None:
         self.row_key = row_key
+        self.seed = seed
 
-    def __call__(self, config: dict[str, Any]) -> str:
+    def __call__(self, config: dict[str, Any]) -> str | None:
+        if self.seed is not None and stage_of(config, self.seed) == CONFIRM_STAGE:
+            return None
         row = config[self.row_key]
         family = ROW_FAMILIES.get(self.row_key)
         return family(row) if family else str(row)
 
 
-class GroupedASHA(FIFOScheduler):
-    """Asynchronous successive halving, one state per group of trials (``group_of(trial.config)``).
+class GroupedASHA(PickledState, FIFOScheduler):
+    """Asynchronous successive halving, one state per group of trials (``group_of(trial.config)``); a
+    trial whose group is None runs to the end, first come first served.
 
     Each group's ``AsyncHyperBandScheduler`` is made on its first trial, a copy of one made here with
     the settings given (so Ray checks them now, and ``set_search_properties`` reaches every group). Every
@@ -83,6 +102,7 @@ class GroupedASHA(FIFOScheduler):
             stop_last_trials=stop_last_trials,
         )
         self._groups: dict[str, AsyncHyperBandScheduler] = {}
+        self._ungrouped = FIFOScheduler()
 
     @property
     def metric(self) -> str | None:
@@ -93,7 +113,7 @@ class GroupedASHA(FIFOScheduler):
         """Each group seen so far -> its scheduler."""
         return dict(self._groups)
 
-    def group(self, trial: Trial) -> str:
+    def group(self, trial: Trial) -> str | None:
         return self._group_of(trial.config)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
@@ -101,8 +121,10 @@ class GroupedASHA(FIFOScheduler):
             return False
         return all(s.set_search_properties(metric, mode, **spec) for s in self._groups.values())
 
-    def _scheduler(self, trial: Trial) -> AsyncHyperBandScheduler:
+    def _scheduler(self, trial: Trial) -> TrialScheduler:
         group = self.group(trial)
+        if group is None:
+            return self._ungrouped
         if group not in self._groups:
             self._groups[group] = copy.deepcopy(self._template)
         return self._groups[group]
@@ -126,12 +148,3 @@ class GroupedASHA(FIFOScheduler):
     def debug_string(self) -> str:
         lines = [f"{group}: {s.debug_string()}" for group, s in sorted(self._groups.items())]
         return "\n".join([f"Using GroupedASHA, one AsyncHyperBand per group ({len(lines)}):", *lines])
-
-    def save(self, checkpoint_path: str) -> None:
-        """The rungs of every group, as Ray's AsyncHyperBandScheduler saves its own."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))

@@ -8,6 +8,7 @@ is ASHA within each family (``sweeps/schedulers.py``).
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from typing import Any
@@ -20,7 +21,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import optuna_compat
 from sweeps.config import SweepConfig
-from sweeps.schedulers import GroupedASHA, RowFamily
+from sweeps.schedulers import GroupedASHA, PickledState, RowFamily
+from trainables.contracts import SEARCH_STAGE, stage_of
 
 
 class DefineByRun:
@@ -108,7 +110,81 @@ class NoRepeats(OptunaSearch):
             study.tell(repeat, state=TrialState.PRUNED)
 
 
-def search_algorithm(cfg: SweepConfig) -> OptunaSearch:
+class Confirmation(PickledState, Searcher):
+    """The search (``search``, which proposes the search's trials), then the confirmation stage: once every
+    search trial has ended, the ``cfg.confirm.top`` best of those that trained every epoch (by the best
+    value of the first objective they reported) are proposed again, once with each of ``cfg.confirm.seeds``
+    further seeds (``cfg.seed + 1``, ...). Confirmation results do not reach the search's sampler: they
+    are the same configurations, not new points. The whole state is pickled with the sweep (resume)."""
+
+    def __init__(self, search: Searcher, cfg: SweepConfig) -> None:
+        super().__init__(metric=search.metric, mode=search.mode)
+        self.search = search
+        self.planned = num_trials(cfg)  # search trials still to be proposed, at most
+        self.confirm = cfg.confirm
+        self.seed, self.max_epochs = cfg.seed, cfg.max_epochs
+        self.objective, self.sign = cfg.objectives[0], 1 if cfg.modes()[0] == "max" else -1
+        self.configs: dict[str, dict] = {}  # search trial -> its config
+        self.best: dict[str, tuple[float, int]] = {}  # search trial -> (best objective x sign, epochs reported)
+        self.ended: set[str] = set()  # search trials that ended (finished, stopped or failed for good)
+        self.failed: set[str] = set()
+        self.queue: list[dict] | None = None  # the confirmation trials not yet proposed; None: not chosen yet
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001 - Ray's signature
+        return self.search.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if len(self.configs) < self.planned:
+            config = self.search.suggest(trial_id)
+            if config == Searcher.FINISHED:
+                self.planned = len(self.configs)  # a discrete space ran out of configurations
+            elif isinstance(config, dict):
+                self.configs[trial_id] = config
+                return config
+            else:
+                return config
+        if len(self.ended) < len(self.configs):
+            return None  # the confirmation waits for the whole search
+        if self.queue is None:
+            self.queue = self.chosen()
+        return self.queue.pop(0) if self.queue else Searcher.FINISHED
+
+    def chosen(self) -> list[dict]:
+        """The confirmation trials: the best search configurations that ran every epoch, each with every
+        further seed."""
+        full = [t for t in self.configs if t not in self.failed and ran_every_epoch(self.best.get(t, (0, 0))[1], self)]
+        top = sorted(full, key=lambda t: -self.best[t][0])[: self.confirm.top]  # stable: ties to the earlier
+        seeds = range(self.seed + 1, self.seed + 1 + self.confirm.seeds)
+        return [{**self.configs[t], "seed": s} for t in top for s in seeds]
+
+    def _seen(self, trial_id: str, result: dict | None) -> None:
+        if result and self.objective in result:
+            best, _ = self.best.get(trial_id, (-math.inf, 0))
+            self.best[trial_id] = (max(best, self.sign * result[self.objective]), result.get("training_iteration", 0))
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.configs:
+            return  # a confirmation trial
+        self._seen(trial_id, result)
+        self.search.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.configs:
+            return
+        self._seen(trial_id, result)  # a trial's last result comes here instead when the scheduler stops it
+        self.ended.add(trial_id)
+        if error:
+            self.failed.add(trial_id)
+        self.search.on_trial_complete(trial_id, result=result, error=error)
+
+
+def search_algorithm(cfg: SweepConfig) -> Searcher:
+    """The search, followed by its confirmation stage when the recipe has one."""
+    search = _search(cfg)
+    return Confirmation(search, cfg) if cfg.confirm.trials else search
+
+
+def _search(cfg: SweepConfig) -> OptunaSearch:
     modes = cfg.modes()
     single = len(cfg.objectives) == 1
     kwargs = dict(
@@ -129,7 +205,7 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
     if not cfg.asha:
         return FIFOScheduler()
     return GroupedASHA(
-        RowFamily(cfg.row_key),
+        RowFamily(cfg.row_key, cfg.seed),
         time_attr="training_iteration",
         metric=cfg.objectives[0],
         mode=cfg.modes()[0],
@@ -140,8 +216,25 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
 
 
 def num_trials(cfg: SweepConfig) -> int:
-    """How many trials Tune starts: the config's number, or for a grid without one, the whole grid; a
-    search of a discrete space runs each configuration once, so at most the grid's size."""
+    """How many trials the search starts: the config's number, or for a grid without one, the whole grid;
+    a search of a discrete space runs each configuration once, so at most the grid's size. The
+    confirmation stage adds at most ``cfg.confirm.trials``."""
     if cfg.num_samples is None:
         return cfg.grid_size()
     return min(cfg.num_samples, cfg.grid_size()) if cfg.discrete else cfg.num_samples
+
+
+def ran_every_epoch(epochs: int, cfg) -> bool:  # noqa: ANN001 - a recipe or a Confirmation
+    """Whether a search trial that reported ``epochs`` can be confirmed: it was not stopped early."""
+    return epochs >= cfg.max_epochs
+
+
+def trials_planned(cfg: SweepConfig, trials: list) -> int:
+    """How many trials the sweep has once it ends, given Tune's ``trials`` so far: the search's, and a
+    confirmation trial per further seed of each of the best search trials that ran every epoch."""
+    if not cfg.confirm.trials:
+        return num_trials(cfg)
+    search = [t for t in trials if stage_of(t.config, cfg.seed) == SEARCH_STAGE]
+    epochs = {t.trial_id: t.last_result.get("training_iteration", 0) for t in search if t.status == "TERMINATED"}
+    full = [t for t, n in epochs.items() if ran_every_epoch(n, cfg)]
+    return num_trials(cfg) + min(cfg.confirm.top, len(full)) * cfg.confirm.seeds

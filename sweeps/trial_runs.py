@@ -51,6 +51,7 @@ from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.contracts import (
     CHECKPOINT_DIR,
+    CONFIRM_STAGE,
     DETECT_RECORD_FILE,
     DETECT_WEIGHTS_FILE,
     DEVICE_TAG,
@@ -65,6 +66,8 @@ from trainables.contracts import (
     LAST_ERROR_TAG,
     MODEL_ID_TAG,
     RETRIES_TAG,
+    SEARCH_STAGE,
+    STAGE_TAG,
     STOPPED_EARLY_TAG,
     SWEEP_TAG,
     TRIAL_ID_TAG,
@@ -73,6 +76,7 @@ from trainables.contracts import (
     best_model_of,
     load_trial_state,
     save_best_model,
+    stage_of,
 )
 from trainables.models import build_model, family_of
 
@@ -125,6 +129,7 @@ class MlflowTrialCallback(Callback):
         sweep_name: str,
         flush_timeout_s: float = 900,
         sweep_dir: str | None = None,
+        sweep_seed: int | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
@@ -132,6 +137,7 @@ class MlflowTrialCallback(Callback):
         self.sweep_name = sweep_name
         self.flush_timeout_s = flush_timeout_s  # how long the end of a sweep waits for an absent server
         self.sweep_dir = sweep_dir  # where writes not made by the sweep's end are kept for --resume
+        self.sweep_seed = sweep_seed  # the search's seed: a trial with another is a confirmation (STAGE_TAG)
         self._runs: dict[str, str] = {}  # trial id -> run id, a cache of what the tags say
         self._pending: collections.deque[dict] = collections.deque()  # writes not made yet, oldest first
         self._init_runtime()
@@ -150,12 +156,14 @@ class MlflowTrialCallback(Callback):
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
-        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "sweep_dir", "_runs")
+        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "sweep_dir")
+        keep += ("sweep_seed", "_runs")
         return {**{k: self.__dict__[k] for k in keep}, "_pending": list(self._pending)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("sweep_dir", None)
+        self.__dict__.setdefault("sweep_seed", None)
         self._pending = collections.deque(state["_pending"])
         self._init_runtime()
 
@@ -352,6 +360,9 @@ class MlflowTrialCallback(Callback):
 
     def _create_run(self, trial_id: str, config: dict) -> str:
         name, params = self._describe(config)
+        stage = SEARCH_STAGE if self.sweep_seed is None else stage_of(config, self.sweep_seed)
+        if stage == CONFIRM_STAGE:  # the configuration's name again: the seed tells its runs apart
+            name += f"-seed{config['seed']}"
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
@@ -361,6 +372,7 @@ class MlflowTrialCallback(Callback):
                 TRIAL_ID_TAG: trial_id,
                 SWEEP_TAG: self.sweep_name,
                 FAMILY_TAG: params[FAMILY_PARAM],
+                STAGE_TAG: stage,
             },
         )
         self.client.log_batch(run.info.run_id, params=_params(params))

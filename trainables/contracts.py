@@ -157,11 +157,20 @@ ERROR_TAG = "error"  # why the trial failed for good
 RETRIES_TAG, LAST_ERROR_TAG = "retries", "last_error"  # a trial retried from its checkpoint
 EPOCH_GAP_TAG = "epoch_gap"  # epochs missing from the run's history
 HOSTNAME_TAG, DEVICE_TAG = "hostname", "device"  # where the trial ran (hostname: the parent run's too)
+STAGE_TAG = "stage"  # which stage of the sweep ran the trial: one of its values below
+SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"  # the search; the best configurations again, other seeds
+
+
+def stage_of(config: dict[str, Any], sweep_seed: int) -> str:
+    """A trial's stage: every search trial runs with the sweep's seed, a confirmation trial with another."""
+    return SEARCH_STAGE if config.get("seed", sweep_seed) == sweep_seed else CONFIRM_STAGE
+
 
 # -- the run schema: parameters ---------------------------------------------------------------------------
 
 # On a sweep's parent run (besides the sweep config's settings and the data summary).
 TRIALS_PLANNED_PARAM = "trials_planned"  # also what tells a sweep's parent run from other runs
+CONFIRM_PLANNED_PARAM = "confirm_trials_planned"  # at most this many confirmation trials after the search
 SEARCHED_PARAM = "searched"  # comma-separated: the parameters that make a configuration
 DATA_SOURCE_PARAM = "data_source"  # where the images came from, as a person reads it
 SPLIT_FINGERPRINT_PARAM = "split_fingerprint"  # which images went to which split (trainables.data)

@@ -7,7 +7,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from trainables import metrics as M
 
 
-def log_child(parent_id: str, arch: str, val: float, test: float, status: str = "FINISHED", freeze: str = "full"):
+def log_child(
+    parent_id: str, arch: str, val: float, test: float, status: str = "FINISHED", freeze: str = "full", seed: int = 0
+):
     with mlflow.start_run(run_name=arch, nested=True, tags={MLFLOW_PARENT_RUN_ID: parent_id}) as r:
         mlflow.log_params(
             {
@@ -18,6 +20,7 @@ def log_child(parent_id: str, arch: str, val: float, test: float, status: str = 
                 "lr": 1e-3,
                 "num_classes": 10,
                 "input_size": 32,
+                "seed": seed,
             }
         )
         mlflow.log_metrics(

@@ -1,6 +1,7 @@
 """The comparison table, built from runs in a real MLflow SQLite store."""
 
 import mlflow
+import numpy as np
 import pytest
 
 from analysis.compare import (
@@ -9,10 +10,12 @@ from analysis.compare import (
     method_note,
     profiles,
     recipe_note,
+    seeds_note,
     select_rows,
     shown,
     sweep_runs,
 )
+from tests.analysis.conftest import log_child, start_sweep
 from trainables import metrics as M
 
 
@@ -23,6 +26,33 @@ def test_one_row_per_architecture_chosen_by_validation_never_by_test(sweep):
     best = select_rows(runs, "arch")
     assert list(best["run_id"]) == [ids["c"], ids["r_high"]]  # sorted by validation accuracy
     assert list(best["trials"]) == [1, 3]  # finished trials behind each row; the failed one is not
+
+
+def test_a_confirmed_configuration_ranks_by_its_mean_over_seeds(tmp_path):
+    """A configuration run with three seeds ranks by their mean validation accuracy, ahead of a one-seed row
+    that scored higher once; its row is its best-validation seed, with mean ± std over the three beside it."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = mlflow.set_experiment("confirm")
+    with start_sweep("sweep-c", planned=3) as parent:
+        lucky = log_child(parent.info.run_id, "convnext_atto", val=0.97, test=0.90)
+        scores = [(0.95, 0.91), (0.93, 0.92), (0.91, 0.87)]
+        seeds = [log_child(parent.info.run_id, "resnet18", val=v, test=t, seed=s) for s, (v, t) in enumerate(scores)]
+    runs = sweep_runs(exp.experiment_id, parent.info.run_id)
+    mlflow.set_tracking_uri(None)
+    chosen = select_rows(runs, "arch", ["arch", "freeze"])
+    assert list(chosen["run_id"]) == [seeds[0], lucky] and list(chosen["seeds"]) == [3, 1]
+    table = comparison_table(chosen, None)
+    vals, tests = np.array([v for v, _ in scores]), np.array([t for _, t in scores])
+    assert table.loc[0, "val_acc_mean"] == pytest.approx(vals.mean())
+    assert table.loc[0, "val_acc_std"] == pytest.approx(vals.std(ddof=1))
+    assert table.loc[0, "test_acc_std"] == pytest.approx(tests.std(ddof=1))
+    assert table.loc[0, M.TEST_ACC] == 0.91  # the row's own numbers are its best-validation seed's
+    shown_table = shown(table)
+    assert list(shown_table[COLUMNS["val_acc_mean"]]) == ["93.0 ± 2.0", ""]
+    assert "val_acc_std" not in shown_table and COLUMNS["val_acc_std"] not in shown_table
+    assert "Seeds: 1 row(s)" in seeds_note(chosen) and seeds_note(select_rows(runs, "trial")) == ""
+    per_config = select_rows(runs, "config")  # the seed is not what makes a configuration
+    assert list(per_config["run_id"]) == [seeds[0], lucky]
 
 
 def test_rows_per_configuration_and_per_trial(sweep):

@@ -33,7 +33,7 @@ from tests.conftest import REPO, Listeners, sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
-from trainables.contracts import CHAMPION_ALIAS, MODEL_ID_TAG, TRIAL_ID_TAG
+from trainables.contracts import CHAMPION_ALIAS, CONFIRM_STAGE, MODEL_ID_TAG, SEARCH_STAGE, STAGE_TAG, TRIAL_ID_TAG
 from trainables.data import ImageSamplesDataset, check_image, load_splits
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +53,17 @@ def watch_sweep(
     """The smoke sweep as a user runs it, and what its processes listened on while it ran."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cmd = sweep_cmd(tmp_path, uri, "--smoke-test", *extra)
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sweep_env(ray_tmp, **env),
-        stdin=subprocess.DEVNULL,
-    ) as popen, Listeners(popen.pid) as listening:
+    with (
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=sweep_env(ray_tmp, **env),
+            stdin=subprocess.DEVNULL,
+        ) as popen,
+        Listeners(popen.pid) as listening,
+    ):
         try:
             out, err = popen.communicate(timeout=900)
         except BaseException:  # a timeout (ours or pytest's): stop the sweep, or leaving the with-block waits on it
@@ -67,7 +74,8 @@ def watch_sweep(
     return proc, uri, listening
 
 
-def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 4) -> tuple[MlflowClient, list, list]:
+def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 5) -> tuple[MlflowClient, list, list]:
+    """Defaults: a smoke sweep of a shipped recipe, one trial per family and one confirmation trial."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
@@ -138,11 +146,30 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     # the recipe every row trained with, the defaults the weights and the policy resolved included
     assert "every row trained with weights none" in report.read_text()
     assert "head_init_std 0.02" in report.read_text().split("Differing between rows")[0]
+    check_confirmed_top_row(rows, children)
     check_trial_evidence(client, uri, children[0])
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
     check_report_in_a_browser(tmp_path, n_rows=4)
     check_predict_and_export(tmp_path, client, parent, rows[0]["MLflow run"])
+
+
+def check_confirmed_top_row(rows: list[dict], children: list) -> None:
+    """--smoke-test confirms the search's best configuration with one more seed: its row is the table's top
+    (the champion), with the mean ± std of its two runs; the other rows are one seed each."""
+    (confirm,) = [c for c in children if c.data.tags[STAGE_TAG] == CONFIRM_STAGE]
+    search = [c for c in children if c.data.tags[STAGE_TAG] == SEARCH_STAGE]
+    original = max(search, key=lambda c: c.data.metrics[M.BEST_VAL_ACC])
+    assert confirm.info.run_name == original.info.run_name + "-seed1" and confirm.data.params["seed"] == "1"
+    pair = (original, confirm)
+    assert rows[0]["MLflow run"] in {c.info.run_id for c in pair} and rows[0]["seeds"] == "2"
+    assert [r["seeds"] for r in rows[1:]] == ["1"] * (len(rows) - 1)
+    for column, metric in (("val acc", M.BEST_VAL_ACC), ("test acc", M.TEST_ACC), ("test macro-F1", M.TEST_F1)):
+        values = [100 * c.data.metrics[metric] for c in pair]
+        mean, std = rows[0][f"{column} over seeds, mean ± std (%)"].split(" ± ")
+        assert float(mean) == pytest.approx(np.mean(values), abs=0.051)
+        assert float(std) == pytest.approx(np.std(values, ddof=1), abs=0.051)
+        assert all(r[f"{column} over seeds, mean ± std (%)"] == "" for r in rows[1:])
 
 
 def check_predict_and_export(tmp_path: Path, client: MlflowClient, parent, champion_run: str) -> None:
@@ -303,6 +330,7 @@ def check_recipe_kept(proc: subprocess.CompletedProcess, parent, children, cfg) 
 def test_every_shipped_recipe_runs_as_a_smoke_sweep(tmp_path, ray_tmp, recipe):
     cfg = load_config(recipe)
     proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem)
-    client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=len(cfg.archs))
+    trials = len(cfg.archs) + cfg.smoke().confirm.trials
+    client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=trials)
     check_recipe_kept(proc, parent, children, cfg)
     assert len(read_table(tmp_path)) == len(cfg.archs)

@@ -21,16 +21,18 @@ from tests.conftest import REPO, sweep_cmd, sweep_env
 from tests.sweeps.conftest import free_port, wait_for
 from tests.sweeps.test_e2e import EVIDENCE_FILES
 from trainables import metrics as M
-from trainables.contracts import TRIAL_ID_TAG
+from trainables.config import TrialConfig
+from trainables.contracts import CONFIRM_STAGE, SEARCH_STAGE, STAGE_TAG, TRIAL_ID_TAG
 from trainables.trainable import FAIL_IN_EPOCH_ENV
 
 pytestmark = pytest.mark.e2e
 # Small enough for 2 CPU cores, long enough (3 epochs, no early stopping) to interrupt mid-sweep; the table's
-# timings as short as --smoke-test's.
+# timings as short as --smoke-test's; no confirmation stage unless a test asks for one (CONFIRM).
 SMALL = [
     "--num-samples", "4", "--max-epochs", "3", "--no-asha", "--set", "train_limit=200", "--img-size", "32",
-    "--set", "timing_s=0.2",
+    "--set", "timing_s=0.2", "--set", "confirm=null",
 ]  # fmt: skip
+CONFIRM = ["--set", "confirm={top: 1, seeds: 1}"]  # the best search configuration again with one more seed
 
 
 def runs_of(client: MlflowClient, experiment: str) -> tuple[list, list]:
@@ -84,13 +86,20 @@ def resume(sweep_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_trial(tmp_path, ray_tmp):
     """Every trial started from scratch raises after one batch of epoch 2 and is retried from epoch 1's
-    checkpoint. Once a trial has finished the sweep is interrupted with Ctrl-C and resumed; once another
-    has finished the resumed driver is killed (SIGKILL: nothing is saved on the way out, the last snapshot
-    may be older than the last logged epoch, writes queued but not made are in it) and resumed again. One
-    run per trial, every epoch once, and a trial that had finished is never run again."""
+    checkpoint. Once a trial has finished the sweep is interrupted with Ctrl-C and resumed; once the
+    confirmation trial (the search's best configuration again, with seed 1) has been retried the resumed
+    driver is killed (SIGKILL: nothing is saved on the way out, the last snapshot may be older than the last logged
+    epoch, writes queued but not made are in it) and resumed again. One run per trial, the confirmation's
+    included, every epoch once, and a trial that had finished is never run again."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     crash = {FAIL_IN_EPOCH_ENV: "2"}  # raises after one batch of epoch 2: retried from epoch 1's checkpoint
+
+    def confirming() -> list:
+        return [c for c in runs_of(client, "classify-digits")[1] if c.data.tags.get(STAGE_TAG) == CONFIRM_STAGE]
+
+    def retried(runs: list) -> bool:
+        return any(c.data.tags.get("retries") == "1" for c in runs)
 
     def finished() -> dict[str, int]:
         return {
@@ -99,7 +108,7 @@ def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_t
 
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(
-        sweep_cmd(tmp_path, uri, *SMALL, "--max-failures", "1"),
+        sweep_cmd(tmp_path, uri, *SMALL, *CONFIRM, "--max-failures", "1"),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -135,7 +144,8 @@ def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_t
             start_new_session=True,
         )
         try:
-            wait_for(lambda: len(finished()) > len(done_before), "another trial finished", proc=proc)
+            # it started from scratch in this process (the search ended here): it crashes, and is retried
+            wait_for(lambda: retried(confirming()), "the confirmation trial retried", proc=proc)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
@@ -145,8 +155,15 @@ def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_t
 
     proc3 = resume(sweep_dir, sweep_env(ray_tmp, **crash))
     assert proc3.returncode == 0, proc3.stdout[-5000:] + proc3.stderr[-5000:]
-    parent, children = check_exactly_once(client, "classify-digits", trials=4)
+    parent, children = check_exactly_once(client, "classify-digits", trials=5)
     assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "2"
+    (confirm,) = confirming()  # the search's best configuration, trained again with the next seed
+    search = [c for c in children if c.data.tags[STAGE_TAG] == SEARCH_STAGE]
+    best = max(search, key=lambda c: c.data.metrics[M.BEST_VAL_ACC])
+    same = {k: v for k, v in confirm.data.params.items() if k != "seed" and k in TrialConfig.field_names()}
+    assert same == {k: best.data.params[k] for k in same} and confirm.data.params["seed"] == "1"
+    assert confirm.info.run_name == best.info.run_name + "-seed1" and confirm.data.tags.get("retries") == "1"
+    assert int(confirm.data.metrics["epochs_run"]) == 3
     assert parent.data.tags["interrupted"] == "false"
     for c in children:  # trials that had finished were not run again
         if c.info.run_id in done_before:

@@ -36,6 +36,38 @@ def test_both_tasks_refuse_the_same_mistakes(read, settings, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("read", RECIPES, ids=["classify", "detect"])
+@pytest.mark.parametrize(
+    "confirm, message",
+    [
+        ({"tops": 2, "seeds": 2}, "confirm: unknown key 'tops'. Did you mean 'top'?"),
+        ({"top": -1, "seeds": 2}, "confirm.top: expected an integer >= 0, got -1"),
+        ({"top": 1, "seeds": "two"}, "confirm.seeds: expected an integer >= 0, got 'two'"),
+        (3, "confirm: expected a mapping like {top: 2, seeds: 2}, or null, got 3"),
+    ],
+)
+def test_both_tasks_read_the_confirmation_stage_alike(read, confirm, message):
+    with pytest.raises(ConfigError) as e:
+        read({"confirm": confirm})
+    assert message in str(e.value)
+
+
+def test_detection_refuses_a_confirmation_stage_its_table_cannot_show():
+    with pytest.raises(ConfigError, match="confirm: not supported for detection yet"):
+        DetectSweepConfig.from_dict({"confirm": {"top": 1, "seeds": 1}})
+    assert DetectSweepConfig.from_dict({"confirm": None}).confirm.trials == 0
+
+
+def test_the_confirmation_stage_from_the_command_line_and_in_the_smoke_test():
+    cfg = classify.config_from_args(classify.parse_args(["--set", "confirm={top: 3, seeds: 4}"]))
+    assert (cfg.confirm.top, cfg.confirm.seeds) == (3, 4)
+    assert cfg.flat()["confirm.seeds"] == 4 and cfg.to_yaml_dict()["confirm"] == {"top": 3, "seeds": 4}
+    smoke = classify.config_from_args(classify.parse_args(["--smoke-test"]))
+    assert (smoke.confirm.top, smoke.confirm.seeds) == (1, 1)  # the default recipe's, shrunk to one trial
+    off = classify.config_from_args(classify.parse_args(["--smoke-test", "--set", "confirm=null"]))
+    assert off.confirm.trials == 0
+
+
 def sweep_dir(tmp_path, task: str, script: str, recipe: dict, **record) -> str:
     d = tmp_path / f"{task}-20261203-000000"
     d.mkdir()

@@ -191,3 +191,22 @@ def test_a_row_of_unknown_family_is_its_own_group():
     assert RowFamily("model")({"model": "mlp"}) == "mlp"  # e.g. a task this project has no families for
     assert RowFamily("other")({"other": 3}) == "3"
     assert RowFamily("arch")({"arch": "mobilenetv3_small_100"}) == "other"  # trainables.models' own answer
+
+
+def test_confirmation_trials_are_never_stopped_nor_ranked_with_the_search():
+    """A trial with another seed than the sweep's is a confirmation: the scheduler lets it run every epoch,
+    however far behind, and its results enter no family's rungs."""
+    cfg = classify_config.config_from_dict({"space": {"arch": ["resnet18", "vit_tiny_patch16_224"]}})
+    sched = scheduler(cfg)
+    trials = {
+        name: Trial("synthetic", config={"arch": "resnet18", "seed": seed}, trial_id=name, stub=True)
+        for name, seed in (("search", cfg.seed), ("confirm", cfg.seed + 1))
+    }
+    start(sched, trials)
+    tc = controller(trials)
+    result = {M.VAL_ACC: 0.9, "training_iteration": 2}
+    assert sched.on_trial_result(tc, trials["search"], result) == TrialScheduler.CONTINUE
+    for epoch in range(1, cfg.max_epochs + 1):
+        result = {M.VAL_ACC: 0.01, "training_iteration": epoch}
+        assert sched.on_trial_result(tc, trials["confirm"], result) == TrialScheduler.CONTINUE
+    assert list(sched.groups) == ["resnet"]  # the confirmation trial joined no group
