@@ -14,26 +14,30 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from analysis.profile import Profile, device_name, profile_model
+from analysis.profile import NOT_APPLICABLE, Profile, device_name, profile_model
 from analysis.significance import (
     ACC_CI_HIGH,
     ACC_CI_LOW,
     F1_CI_HIGH,
     F1_CI_LOW,
     MCNEMAR_P,
+    TIED,
     VS_TOP,
     Versus,
 )
 from trainables import metrics as M
-from trainables.contracts import FAMILY_PARAM
+from trainables.config import BASELINE_FAMILY, is_baseline
+from trainables.contracts import BEST_MODEL_ARTIFACT, FAMILY_PARAM, load_best_model
 from trainables.latency import LATENCY_MIN_SECONDS
 from trainables.models import build_model
 
@@ -196,16 +200,18 @@ def profiles(
                 cached.setdefault(_shape(run), prof)
     todo = {_shape(run): run["run_id"] for _, run in table_runs.iterrows() if _shape(run) not in cached}
     if todo:
-        progress(f"profiling {', '.join(f'{a} at {s} px' for a, _, s in todo)} on {here}, one at a time")
+        progress(f"profiling {', '.join(f'{k[0]} at {k[2]} px' for k in todo)} on {here}, one at a time")
         client = mlflow.MlflowClient()
-        for key, prof in zip(todo, measure_apart(list(todo), device, measure, timing_s), strict=True):
-            cached[key] = prof
-            log_profile(client, todo[key], prof)
+        with tempfile.TemporaryDirectory() as d:
+            jobs = [_fitted(key, Path(d), client) for key in todo]
+            for key, prof in zip(todo, measure_apart(jobs, device, measure, timing_s), strict=True):
+                cached[key] = prof
+                log_profile(client, todo[key], prof)
     return {run["run_id"]: cached[_shape(run)] for _, run in table_runs.iterrows()}
 
 
 def measure_apart(
-    shapes: list[tuple[str, int, int]], device: str, measure=None, timing_s: float = LATENCY_MIN_SECONDS
+    shapes: list[tuple], device: str, measure=None, timing_s: float = LATENCY_MIN_SECONDS
 ) -> list[Profile]:
     """Profiles measured in a fresh Python process, one model after the other. Not in this one: after
     a sweep, the driver still carries Ray Tune's and MLflow's threads, and the same model timed there
@@ -217,15 +223,30 @@ def measure_apart(
         return list(pool.map(measure or _measure, shapes, [device] * n, [timing_s] * n))
 
 
-def _measure(shape: tuple[str, int, int], device: str, timing_s: float) -> Profile:
-    arch, num_classes, size = shape
+def _measure(shape: tuple, device: str, timing_s: float) -> Profile:
+    """(arch, classes, input size[, its best_model.pt]): a fresh model of that shape, or the fitted one."""
+    arch, num_classes, size, *fitted = shape
     model = build_model(arch, num_classes, size)
+    if fitted:
+        model.load_state_dict(load_best_model(fitted[0])["model"])
     with torch.no_grad():
         return profile_model(model, size, device, timing_s=timing_s)
 
 
-def _classifier_shape(run: pd.Series) -> tuple[str, int, int]:
-    return run["params.arch"], int(run["params.num_classes"]), int(run["params.input_size"])
+def _classifier_shape(run: pd.Series) -> tuple:
+    """What a classifier's cost depends on: a network's architecture, classes and input size (its weights
+    change no cost), and for a baseline also its run (how many support vectors it kept)."""
+    shape = (run["params.arch"], int(run["params.num_classes"]), int(run["params.input_size"]))
+    return (*shape, run["run_id"]) if is_baseline(shape[0]) else shape
+
+
+def _fitted(shape: tuple, directory: Path, client: mlflow.MlflowClient) -> tuple:
+    """A baseline's shape with its run replaced by its downloaded best model, for ``_measure``."""
+    if len(shape) < 4:
+        return shape
+    *head, run_id = shape
+    path = client.download_artifacts(run_id, BEST_MODEL_ARTIFACT, str(directory / run_id))
+    return (*head, path)
 
 
 def log_profile(client: mlflow.MlflowClient, run_id: str, prof: Profile) -> None:
@@ -239,8 +260,8 @@ def log_profile(client: mlflow.MlflowClient, run_id: str, prof: Profile) -> None
 def _cost(prof: Profile) -> dict[str, float]:
     return {
         "params_m": prof.params / 1e6,
-        "gflops": prof.flops / 1e9,
-        "gmacs": prof.macs / 1e9,
+        "gflops": float("nan") if prof.flops is None else prof.flops / 1e9,
+        "gmacs": float("nan") if prof.macs is None else prof.macs / 1e9,
         "latency_ms": prof.latency_ms_median,
         "latency_p90_ms": prof.latency_ms_p90,
         "onnx_latency_ms": float("nan") if prof.onnx_latency_ms_median is None else prof.onnx_latency_ms_median,
@@ -251,17 +272,23 @@ def _cost(prof: Profile) -> dict[str, float]:
 
 def _row(run: pd.Series, prof: Profile | None, versus: Versus | None) -> dict:
     row: dict = {k: run.get(f"params.{k}") for k in ("arch", FAMILY_PARAM, "freeze", "augment")}
+    row.update({k: "-" for k in ("freeze", "augment") if pd.isna(row[k])})  # a baseline has neither
     row["trials"] = int(run["trials"])
     row["seeds"] = int(run.get("seeds", 1))
     for mean, std in SPREADS.values():
         row[mean], row[std] = run.get(mean, float("nan")), run.get(std, float("nan"))
-    row["lr"] = float(run["params.lr"])
+    row["lr"] = float(run.get("params.lr") or "nan")  # a baseline has none
     for m in (M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL, M.TRAIN_TIME):
         row[m] = run.get(f"metrics.{m}", float("nan"))
     row["input_size"] = int(run["params.input_size"])
     row[M.EPOCHS_RUN] = int(run.get(f"metrics.{M.EPOCHS_RUN}", 0) or 0)
     row[M.BEST_EPOCH] = int(run[f"metrics.{M.BEST_EPOCH}"])
-    row.update(_cost(prof) if prof is not None else {})
+    if prof is not None:
+        row.update(_cost(prof))
+        if prof.flops is None:  # says so, rather than a count of the torch part only
+            row["gflops"] = row["gmacs"] = NOT_APPLICABLE
+        if prof.onnx_note.startswith(NOT_APPLICABLE):
+            row["onnx_latency_ms"] = NOT_APPLICABLE
     row.update(versus.cells.get(run["run_id"], {}) if versus is not None else {})
     row["run_id"] = run["run_id"]
     return row
@@ -312,34 +339,43 @@ NOT_RECIPE = ("arch", "num_workers")
 
 
 def recipe_note(table_runs: pd.DataFrame) -> str:
-    """The training recipe of the table's rows, read from their runs' parameters: the values every row
-    shares, then each value that differs, row by row, so a reader can check that the comparison was
-    fair. A parameter a run does not have (a conditional one, or a field newer than the run) is '-'."""
+    """The training recipe of the table's rows, read from their runs' parameters: the values every network
+    row shares, then each value that differs, row by row, so a reader can check that the comparison was
+    fair; then each baseline's own settings. A parameter a run does not have (a conditional one, or a field
+    newer than the run) is '-'."""
     import dataclasses
 
     from trainables.config import TrialConfig
 
     if table_runs.empty:
         return ""
-    shared, differ = [], []
-    for f in dataclasses.fields(TrialConfig):
-        if f.name in NOT_RECIPE:
-            continue
-        values = [_param(run.get(f"params.{f.name}")) for _, run in table_runs.iterrows()]
-        if len(set(values)) == 1:
-            if values[0] != "-":
-                shared.append(f"{f.name} {values[0]}")
-        else:
-            rows = zip(table_runs["params.arch"], values, strict=True)
-            differ.append(f"{f.name} ({', '.join(f'{arch} {v}' for arch, v in rows)})")
-    text = (
-        "Recipe, from each row's run parameters: every row trained with "
-        + (", ".join(shared) or "-")
-        + " (AdamW, linear warm-up then cosine to 0, cross-entropy; each model's own interpolation and mean/std)."
-    )
-    if differ:
-        text += " Differing between rows: " + "; ".join(differ) + "."
-    return text
+    fields = [f.name for f in dataclasses.fields(TrialConfig) if f.name not in NOT_RECIPE]
+    base = table_runs[f"params.{FAMILY_PARAM}"] == BASELINE_FAMILY
+    nets, text = table_runs[~base], ""
+    if not nets.empty:
+        shared, differ = [], []
+        for name in fields:
+            values = [_param(run.get(f"params.{name}")) for _, run in nets.iterrows()]
+            if len(set(values)) == 1:
+                if values[0] != "-":
+                    shared.append(f"{name} {values[0]}")
+            else:
+                rows = zip(nets["params.arch"], values, strict=True)
+                differ.append(f"{name} ({', '.join(f'{arch} {v}' for arch, v in rows)})")
+        text = (
+            "Recipe, from each row's run parameters: every network row trained with "
+            + (", ".join(shared) or "-")
+            + " (AdamW, linear warm-up then cosine to 0, cross-entropy; each model's own interpolation and mean/std)."
+        )
+        if differ:
+            text += " Differing between rows: " + "; ".join(differ) + "."
+    for _, run in table_runs[base].iterrows():
+        settings = [f"{n} {v}" for n in fields if n != "max_epochs" and (v := _param(run.get(f"params.{n}"))) != "-"]
+        text += (
+            f" Baseline {run['params.arch']}: " + ", ".join(settings) + " (fitted once on the training split, no "
+            "augmentation, images resized to img_size with pixels in [0, 1]; svm_gamma None = scikit-learn's 'scale')."
+        )
+    return text.strip()
 
 
 def seeds_note(table_runs: pd.DataFrame) -> str:
@@ -365,8 +401,40 @@ def _param(v) -> str:
         return str(v)
 
 
-def method_note(prof: Profile | None) -> str:
-    """How the numbers were obtained, written beside every table."""
+def baseline_verdict(table: pd.DataFrame) -> str:
+    """What the baselines' rows say before anyone pays for a sweep over networks: whether one is the top
+    row, or which are not distinguishable from it on the test split; empty without baselines and networks."""
+    is_base = table[FAMILY_PARAM] == BASELINE_FAMILY
+    if not is_base.any() or is_base.all():
+        return ""
+    top, net = table.iloc[0], table[~is_base].iloc[0]
+
+    def p_of(row: pd.Series) -> str:
+        p = row.get(MCNEMAR_P)
+        return "" if p is None or pd.isna(p) else f", McNemar p = {p:.2g}"
+
+    if is_base.iloc[0]:
+        return (
+            f"A baseline is the top row: {top['arch']} ({100 * top[M.BEST_VAL_ACC]:.1f}% validation, "
+            f"{100 * top[M.TEST_ACC]:.1f}% test) is ahead of every network on validation; the best network, "
+            f"{net['arch']} ({100 * net[M.BEST_VAL_ACC]:.1f}% validation), is {net.get(VS_TOP) or 'not compared'} "
+            f"on the test split{p_of(net)}."
+        )
+    said = []
+    for _, row in table[is_base].iterrows():
+        verdict = row.get(VS_TOP) or "not compared"
+        said.append(f"{row['arch']} ({100 * row[M.TEST_ACC]:.1f}% test) is {verdict} on the test split{p_of(row)}")
+    ties = (
+        " A baseline tied with the top row: a network is not shown to be worth its cost here."
+        if any(row.get(VS_TOP) == TIED for _, row in table[is_base].iterrows())
+        else ""
+    )
+    return f"Baselines against the top row ({top['arch']}): " + "; ".join(said) + "." + ties
+
+
+def method_note(prof: Profile | None, outside: list[str] | None = None) -> str:
+    """How the numbers were obtained, written beside every table. ``prof``: a network's profile where the
+    table has one; ``outside``: the baselines' reasons FLOPs and ONNX do not apply to them."""
     from analysis.export import OPSET
     from trainables.latency import LATENCY_MIN_REPEATS, LATENCY_WARMUP
 
@@ -390,4 +458,5 @@ def method_note(prof: Profile | None) -> str:
             if prof.onnx_latency_ms_median is not None
             else f"ONNX Runtime: {prof.onnx_note}."
         )
+        + "".join(f" {NOT_APPLICABLE} (GFLOPs, GMACs, ONNX Runtime): {why}." for why in outside or ())
     )

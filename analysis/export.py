@@ -217,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     client = mlflow.MlflowClient()
     try:
         clf = load_classifier(args.model, client)
+        if hasattr(clf.model, "outside_torch"):
+            raise ValueError(
+                f"{clf.arch} (run {clf.run_id}) cannot be exported to ONNX or TorchScript: {clf.model.outside_torch}. "
+                "Serve it with python -m analysis.predict, or mlflow.pytorch.load_model on its run's model."
+            )
         images = parity_images(clf, args.images, client, args.skip_bad_images)
     except (FileNotFoundError, ValueError, LookupError, MlflowException) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -47,6 +47,8 @@ class Target:
 
 def target_of(model: torch.nn.Module, arch: str, input_size: int) -> Target:
     """The layer Grad-CAM reads for this timm model; ValueError for a model it has no rule for."""
+    if hasattr(model, "outside_torch"):
+        raise ValueError(f"Grad-CAM does not apply to {arch}: {model.outside_torch}")
     if family_of(arch) == "vit":
         grid, prefix = tuple(model.patch_embed.grid_size), int(model.num_prefix_tokens)
 

@@ -20,12 +20,13 @@ from analysis.torch_compat import register_attention_flops
 from trainables.latency import LATENCY_MIN_SECONDS, measure_latency, measure_throughput
 
 THROUGHPUT_BATCH = 32  # images per forward pass for the throughput column
+NOT_APPLICABLE = "n/a"  # a cost that does not exist for a model (FLOPs of a pipeline that runs outside torch)
 
 
 @dataclass(frozen=True)
 class Profile:
     params: int  # all parameters, trainable or not
-    flops: int  # floating-point operations of one forward pass of one image; 1 multiply-add = 2 FLOPs
+    flops: int | None  # of one forward pass of one image, 1 multiply-add = 2 FLOPs; None: not applicable
     input_size: int  # square input side, pixels
     latency_ms_median: float  # batch 1, eval + inference mode
     latency_ms_p90: float
@@ -46,8 +47,8 @@ class Profile:
     timing_s: float = LATENCY_MIN_SECONDS  # each timing ran at least this long (and at least 30 runs)
 
     @property
-    def macs(self) -> int:
-        return self.flops // 2
+    def macs(self) -> int | None:
+        return None if self.flops is None else self.flops // 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,14 +106,21 @@ def profile_model(
     timing_s: float = LATENCY_MIN_SECONDS,
 ) -> Profile:
     """Everything in the comparison table's cost columns, for one model, float32; with ``onnx``, also
-    its ONNX Runtime CPU latency. Each timing runs at least ``timing_s`` seconds."""
+    its ONNX Runtime CPU latency. Each timing runs at least ``timing_s`` seconds. A model that computes
+    outside torch (a baseline's ``outside_torch`` says why) has no FLOPs count and no ONNX latency."""
     model.eval().to(device)
+    outside = getattr(model, "outside_torch", None)
     median, p90, n = measure_latency(model, input_size, device, min_seconds=timing_s)
-    flops = count_flops(model, input_size, device)
+    flops = None if outside else count_flops(model, input_size, device)
     throughput = measure_throughput(model, input_size, device, batch_size, min_seconds=timing_s)
     where = device_name(device)
     # After PyTorch's timings, which therefore run exactly as they did before this column existed.
-    ort = onnx_latency_of(model, input_size, timing_s) if onnx else (None, None, None, "not measured for this task")
+    if outside:
+        ort = (None, None, None, f"{NOT_APPLICABLE}: {outside}")
+    elif onnx:
+        ort = onnx_latency_of(model, input_size, timing_s)
+    else:
+        ort = (None, None, None, "not measured for this task")
     return Profile(
         params=count_params(model),
         flops=flops,

@@ -35,6 +35,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
 from analysis.compare import (  # noqa: E402
     COLUMNS,
     ROW_MODES,
+    baseline_verdict,
     comparison_table,
     method_note,
     profiles,
@@ -45,6 +46,7 @@ from analysis.compare import (  # noqa: E402
     sweep_runs,
 )
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PREDICTIONS_CSV  # noqa: E402
+from analysis.profile import NOT_APPLICABLE  # noqa: E402
 from analysis.report_parts import (  # noqa: E402
     CSS,
     Report,
@@ -62,8 +64,10 @@ from sweeps.credentials import TRACKING_URI_HELP  # noqa: E402
 from sweeps.credentials import shown as shown_uri  # noqa: E402  (analysis.compare's shown is the table's)
 from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri  # noqa: E402
 from trainables import metrics as M  # noqa: E402
+from trainables.config import BASELINE_FAMILY  # noqa: E402
 from trainables.contracts import (  # noqa: E402
     DETECT_TASK,
+    FAMILY_PARAM,  # noqa: E402
     SEARCHED_PARAM,
     SWEEP_TAG,
     TASK_TAG,
@@ -114,6 +118,7 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 def scatter(table: pd.DataFrame, x: str, xlabel: str, path: Path, title: str) -> Path:
     """Test accuracy against one cost, log-scaled, the Pareto front joined and labelled."""
+    table = table[pd.to_numeric(table[x], errors="coerce").notna()]  # "n/a" for a baseline: not a point
     cost, acc = table[x].to_numpy(float), 100 * table[M.TEST_ACC].to_numpy(float)
     front = pareto_front(cost, acc)
     labels = _labels(table)
@@ -204,15 +209,22 @@ def build_report(
     versus = against_top(chosen, fetch_predictions(chosen["run_id"]) if len(chosen) else {})
     table = comparison_table(chosen, profs, versus)
     # the method note names the shortest timing: cached rows may have been timed for longer
-    prof = min(profs.values(), key=lambda p: p.timing_s) if profs else None
+    # (of a network where there is one: a baseline has no FLOPs or ONNX numbers to describe)
+    prof = min(profs.values(), key=lambda p: (p.flops is None, p.timing_s)) if profs else None
+    outside = sorted(
+        {p.onnx_note.removeprefix(f"{NOT_APPLICABLE}: ") for p in (profs or {}).values() if p.flops is None}
+    )
     facts = {
         "title": sweep_title(parent, experiment_id),
         "rows": ROW_MODES[rows],
         "fate": trial_fate(runs, trials_planned(parent)),
         "space": search_space(parent),
-        "method": " ".join(t for t in (method_note(prof), versus.note, recipe_note(chosen), seeds_note(chosen)) if t),
+        "method": " ".join(
+            t for t in (method_note(prof, outside), versus.note, recipe_note(chosen), seeds_note(chosen)) if t
+        ),
         "parent": parent,
         "data": data_source(parent),
+        "baselines": baseline_verdict(table),
     }
     plots = []
     if profs and len(table):
@@ -247,7 +259,16 @@ def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: d
     if table.empty:
         lines += ["No finished trial reported a validation accuracy: nothing to compare.", ""]
     else:
-        lines += [f"Rows: {facts['rows']}.", "", _display(table).to_markdown(index=False), "", facts["method"], ""]
+        verdict = [facts["baselines"], ""] if facts["baselines"] else []
+        lines += [
+            f"Rows: {facts['rows']}.",
+            "",
+            *verdict,
+            _display(table).to_markdown(index=False),
+            "",
+            facts["method"],
+            "",
+        ]
     for p in plots:
         lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})", ""]
     for run_id, files in evidence.items():
@@ -263,6 +284,8 @@ def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: d
 
 def _row_title(table: pd.DataFrame, run_id: str) -> str:
     r = table.set_index("run_id").loc[run_id]
+    if r[FAMILY_PARAM] == BASELINE_FAMILY:  # no freeze, augmentation or learning rate
+        return f"{r['arch']} (baseline) · run {run_id[:8]}"
     return f"{r['arch']} · freeze {r['freeze']} · augment {r['augment']} · lr {r['lr']:.3g} · run {run_id[:8]}"
 
 
@@ -290,6 +313,7 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
     else:
         parts += [
             f"<h2>Comparison</h2><p class=note>Rows: {e(facts['rows'])}.</p>",
+            f"<p class=verdict>{e(facts['baselines'])}</p>" if facts["baselines"] else "",
             _display(table).to_html(index=False, classes="comparison", border=0),
             f"<p class=note>{e(facts['method'])}</p>",
         ]

@@ -67,9 +67,17 @@ CONCURRENCY = 2  # trials at a time: 2 cores, one per trial, as the sweep runs h
 
 
 def recipe(
-    search: str, epochs: int, num_samples: int | None, seed: int, grace: int | None, space: dict, data: str | None
+    search: str,
+    epochs: int,
+    num_samples: int | None,
+    seed: int,
+    grace: int | None,
+    space: dict,
+    data: str | None,
+    starting_points: str | list = "one_per_arch",
 ) -> dict:
-    """The sweep's recipe; ``grace``: ASHA's grace period, None for no ASHA (always none for the grid)."""
+    """The sweep's recipe; ``grace``: ASHA's grace period, None for no ASHA (always none for the grid);
+    ``starting_points``: the search's ``points_to_evaluate`` (none for the grid)."""
     grid = search == "grid"
     return {
         "data": data,
@@ -77,7 +85,7 @@ def recipe(
         "num_samples": num_samples,
         "asha": not grid and grace is not None,
         "grace_period": grace or 1,
-        "points_to_evaluate": [] if grid else "one_per_arch",  # the search as the default recipe starts it
+        "points_to_evaluate": [] if grid else starting_points,
         "max_epochs": epochs,
         "seed": seed,
         "cpus_per_trial": 1,
@@ -193,6 +201,12 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, help="trials the search may start; default the grid's size")
     ap.add_argument("--seeds", type=int, default=5, help="replayed search seeds 0..N-1 per variant; default 5")
     ap.add_argument("--scale", type=float, default=0.02, help="replayed epoch = measured seconds x this")
+    ap.add_argument(
+        "--no-starting-points",
+        action="store_true",
+        help="start each search with TPE's own random start-up instead of the recipe's points_to_evaluate "
+        "(default: the recipe's, or one_per_arch as the shipped recipes)",
+    )
     ap.add_argument("--no-live", action="store_true", help="skip the real TPE + ASHA sweep (seed 0)")
     ap.add_argument("--out", type=Path, help="keep the MLflow store, logs and measured curves here")
     ap.add_argument("--reuse", action="store_true", help="use --out's measured runs instead of running again")
@@ -203,9 +217,10 @@ def main() -> None:
     epochs = a.epochs or base.get("max_epochs", 8)
     grace = base.get("grace_period", 2)
     data = a.data or base.get("data")
+    starting_points = [] if a.no_starting_points else base.get("points_to_evaluate", "one_per_arch")
 
     def rec(search: str, num_samples: int | None, seed: int, grace: int | None) -> dict:
-        return recipe(search, epochs, num_samples, seed, grace, base["space"], data)
+        return recipe(search, epochs, num_samples, seed, grace, base["space"], data, starting_points)
 
     work = a.out or Path(tempfile.mkdtemp(prefix="search-efficiency-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -213,7 +228,8 @@ def main() -> None:
     num_samples = a.num_samples or cfg.grid_size()
     searched = [k for k in cfg.ordered_keys() if cfg.space[k].searched]
     print(f"{cpu_model()} | data {data or 'the bundled digits'} | grid of {cfg.grid_size()} configurations x "
-          f"{epochs} epochs | searched: {searched} | ASHA grace period {grace}")  # fmt: skip
+          f"{epochs} epochs | searched: {searched} | ASHA grace period {grace} | "
+          f"starting points: {starting_points or 'none'}")  # fmt: skip
 
     saved = work / "measured.json"
     if a.reuse and saved.exists():
@@ -260,10 +276,7 @@ def main() -> None:
         return n / grid_epochs
 
     if "live" in measured:
-        print(
-            f"TPE + ASHA per family (grace {grace}, the default), {num_samples} trials, one per architecture "
-            "first, run for real:"
-        )
+        print(f"TPE + ASHA per family (grace {grace}, the default), {num_samples} trials, run for real:")
         live = sorted((e["t"], t["key"], e["val_acc"]) for t in measured["live"] for e in t["epochs"])
         line("live seed 0", [(k, v) for _, k, v in live])
         diffs = [abs(t["epochs"][i]["val_acc"] - grid[t["key"]][i]["val_acc"]) for t in measured["live"]

@@ -84,9 +84,12 @@ def check_models(cfg: SweepConfig, num_classes: int, log) -> None:
     fills timm's cache, which the trials on this machine then read."""
     import torch
 
+    from trainables.config import is_baseline
     from trainables.models import build_model, input_size_of
 
     for arch in cfg.archs:
+        if is_baseline(arch):  # nothing to build before it is fitted; its settings are checked with the recipe
+            continue
         for img_size in cfg.dim("img_size").candidates():
             for weights in cfg.dim("weights").candidates():
                 if weights != "none":

@@ -20,12 +20,14 @@ from sweeps.recipe import (  # noqa: F401  (ConfigError: read from here by tests
     ConfigError,
     Dim,
     Recipe,
+    When,
     _check,
     _collect,
     _trial_check,
+    is_active,
 )
 from trainables import metrics as M
-from trainables.config import WEIGHT_FILE_SUFFIXES, TrialConfig, is_weights_file
+from trainables.config import BASELINES, HOG_SVM, WEIGHT_FILE_SUFFIXES, TrialConfig, is_weights_file
 from trainables.data import DECODE_CACHE_MB
 from trainables.models import ARCH_PRESETS, expand_archs
 from trainables.registry import unknown_name_message
@@ -34,17 +36,25 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
 
 POINTS_ONE_PER_ARCH = "one_per_arch"
-# Trial parameters that only exist under one choice of another: sampled (and recorded) only then.
-CONDITIONAL = {"unfreeze_stages": ("freeze", "partial"), "gradual_epochs": ("freeze", "gradual")}
+# Trial parameters that only exist under some choices of another: sampled (and recorded) only then. The
+# networks' training settings do not exist for a baseline, nor a baseline's settings for a network.
+NETWORK_ONLY = (
+    "weights", "freeze", "backbone_lr_mult", "augment", "head_init_std", "eval_crop_pct", "random_erasing",
+    "mixup", "cutmix", "lr", "weight_decay", "batch_size", "warmup_epochs", "label_smoothing", "grad_clip",
+    "num_workers", "amp",
+)  # fmt: skip
+CONDITIONAL = {
+    **{k: When("arch", BASELINES, negate=True) for k in NETWORK_ONLY},
+    **{k: When("arch", (HOG_SVM,)) for k in ("hog_orientations", "hog_cell", "hog_block", "svm_c", "svm_gamma")},
+    "unfreeze_stages": When("freeze", ("partial",)),
+    "gradual_epochs": When("freeze", ("gradual",)),
+}
 SMOKE_TRAIN_LIMIT = 300  # --smoke-test's training images
 
 
 def active(key: str, chosen: dict[str, Any]) -> bool:
     """Whether a trial parameter exists given the values chosen so far (conditional ones may not)."""
-    if key not in CONDITIONAL:
-        return True
-    parent, when = CONDITIONAL[key]
-    return chosen.get(parent, getattr(TrialConfig, parent)) == when
+    return is_active(CONDITIONAL, TrialConfig, key, chosen)
 
 
 def trial_params(config: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +69,7 @@ class SweepConfig(Recipe):
     trial_type: ClassVar[type] = TrialConfig
     row_key: ClassVar[str] = "arch"
     points_one_per: ClassVar[str] = POINTS_ONE_PER_ARCH
-    conditional: ClassVar[dict[str, tuple[str, Any]]] = CONDITIONAL
+    conditional: ClassVar[dict[str, When]] = CONDITIONAL
     smoke_settings: ClassVar[dict[str, Any]] = {"train_limit": SMOKE_TRAIN_LIMIT}
 
     data: str | None = None
@@ -124,10 +134,10 @@ class SweepConfig(Recipe):
                 for v in (dim.values if dim.searched else ())
             )
         for child in self.unused_conditionals():
-            parent, when = CONDITIONAL[child]
+            when = CONDITIONAL[child]
             problems.append(
-                f"space.{child}: only used when {parent} is {when!r}, and space.{parent} never is "
-                f"({self.dim(parent).describe()}); remove {child} or add {when!r} to {parent}"
+                f"space.{child}: only used when {when.describe()}, and space.{when.parent} never is "
+                f"({self.dim(when.parent).describe()}); remove {child} or {when.fix()}"
             )
         if problems:
             raise ConfigError.of(problems)
@@ -173,8 +183,8 @@ class SweepConfig(Recipe):
         """Conditional parameters in the space whose condition no choice can meet."""
         return [
             child
-            for child, (parent, when) in CONDITIONAL.items()
-            if child in self.space and when not in self.dim(parent).candidates()
+            for child, when in CONDITIONAL.items()
+            if child in self.space and not any(when.holds(v) for v in self.dim(when.parent).candidates())
         ]
 
     @property

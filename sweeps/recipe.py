@@ -130,6 +130,45 @@ class Confirm:
         return cls(**v)
 
 
+def is_active(conditional: dict[str, When], trial_type: type, key: str, chosen: dict[str, Any]) -> bool:
+    """Whether a trial parameter exists given the values chosen so far (a parameter left out has its
+    default): conditional ones only where their condition, and their parent's, hold."""
+    when = conditional.get(key)
+    if when is None:
+        return True
+    value = chosen.get(when.parent, getattr(trial_type, when.parent))
+    return when.holds(value) and is_active(conditional, trial_type, when.parent, chosen)
+
+
+@dataclass(frozen=True)
+class When:
+    """The condition under which a trial parameter exists: ``parent`` has one of ``values`` (with ``negate``,
+    none of them). Elsewhere the parameter is neither sampled nor recorded."""
+
+    parent: str
+    values: tuple[Any, ...]
+    negate: bool = False
+
+    def holds(self, value: Any) -> bool:
+        return (value in self.values) != self.negate
+
+    def describe(self) -> str:
+        shown = " or ".join(map(repr, self.values))
+        if not self.negate:
+            return f"{self.parent} is {shown}"
+        return f"{self.parent} is not {shown}" if len(self.values) == 1 else f"{self.parent} is none of {shown}"
+
+    def fix(self) -> str:
+        """How to give the parameter a trial it applies to."""
+        shown = " or ".join(map(repr, self.values))
+        return f"give {self.parent} a value other than {shown}" if self.negate else f"add {shown} to {self.parent}"
+
+    def unused_note(self, flag: str) -> str:
+        """Said when a command-line flag leaves the parameter no trial to apply to."""
+        shown = " or ".join(map(repr, self.values))
+        return f"{flag} has only {shown}" if self.negate else f"{flag} has no {shown}"
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The settings every task's sweep has. Subclasses add fields (all with defaults) and set the
@@ -139,7 +178,7 @@ class Recipe:
     trial_noun: ClassVar[str] = "trial parameter"  # in "unknown <noun>" messages
     row_key: ClassVar[str]  # the space key that names a row of the comparison (arch, model)
     points_one_per: ClassVar[str]  # points_to_evaluate: every row_key value with each axis' start
-    conditional: ClassVar[dict[str, tuple[str, Any]]] = {}  # parameter -> (parent, value it exists under)
+    conditional: ClassVar[dict[str, When]] = {}  # parameter -> when it exists
     smoke_settings: ClassVar[dict[str, Any]] = {}  # what --smoke-test shrinks besides trials and epochs
 
     experiment: str | None = None
@@ -286,14 +325,15 @@ class Recipe:
 
     def active(self, key: str, chosen: dict[str, Any]) -> bool:
         """Whether a trial parameter exists given the values chosen so far (conditional ones may not)."""
-        if key not in self.conditional:
-            return True
-        parent, when = self.conditional[key]
-        return chosen.get(parent, getattr(self.trial_type, parent)) == when
+        return is_active(self.conditional, self.trial_type, key, chosen)
 
     def ordered_keys(self) -> list[str]:
         """Space keys with every conditional parameter after the one it depends on."""
-        return sorted(self.space, key=lambda k: k in self.conditional)
+
+        def depth(k: str) -> int:
+            return 0 if k not in self.conditional else 1 + depth(self.conditional[k].parent)
+
+        return sorted(self.space, key=depth)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every configuration of a discrete space, conditional parameters only where they exist."""
@@ -529,11 +569,11 @@ class Recipe:
         d["space"] = {**d["space"], **space}
         # A flag that narrows a parent (say --freeze full) leaves the recipe's settings that exist only under
         # another of its values with nothing to apply to: they go, and the sweep says so.
-        for child, (parent, when) in self.conditional.items():
-            if parent in space and child in d["space"] and child not in space:
-                values = space[parent] if isinstance(space[parent], list) else [space[parent]]
-                if when not in values:
-                    print(f"note: {flags[parent]} has no {when!r}: the recipe's space.{child} is not used")
+        for child, when in self.conditional.items():
+            if when.parent in space and child in d["space"] and child not in space:
+                values = space[when.parent] if isinstance(space[when.parent], list) else [space[when.parent]]
+                if not any(when.holds(v) for v in values):
+                    print(f"note: {when.unused_note(flags[when.parent])}: the recipe's space.{child} is not used")
                     del d["space"][child]
         return self.from_dict(d, f"{self.source} with {' '.join(flags[k] for k in [*settings, *space])}")
 

@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 from sweeps import optuna_compat
 from sweeps.config import SweepConfig
 from sweeps.schedulers import GroupedASHA, PickledState, RowFamily
+from trainables.config import epochs_planned
 from trainables.contracts import SEARCH_STAGE, stage_of
 
 
@@ -152,7 +153,11 @@ class Confirmation(PickledState, Searcher):
     def chosen(self) -> list[dict]:
         """The confirmation trials: the best search configurations that ran every epoch, each with every
         further seed."""
-        full = [t for t in self.configs if t not in self.failed and ran_every_epoch(self.best.get(t, (0, 0))[1], self)]
+        full = [
+            t
+            for t in self.configs
+            if t not in self.failed and ran_every_epoch(self.best.get(t, (0, 0))[1], self.configs[t], self.max_epochs)
+        ]
         top = sorted(full, key=lambda t: -self.best[t][0])[: self.confirm.top]  # stable: ties to the earlier
         seeds = range(self.seed + 1, self.seed + 1 + self.confirm.seeds)
         return [{**self.configs[t], "seed": s} for t in top for s in seeds]
@@ -224,9 +229,10 @@ def num_trials(cfg: SweepConfig) -> int:
     return min(cfg.num_samples, cfg.grid_size()) if cfg.discrete else cfg.num_samples
 
 
-def ran_every_epoch(epochs: int, cfg) -> bool:  # noqa: ANN001 - a recipe or a Confirmation
-    """Whether a search trial that reported ``epochs`` can be confirmed: it was not stopped early."""
-    return epochs >= cfg.max_epochs
+def ran_every_epoch(epochs: int, config: dict[str, Any], max_epochs: int) -> bool:
+    """Whether a search trial of this config that reported ``epochs`` can be confirmed: it was not stopped
+    early (a baseline plans one report)."""
+    return epochs >= epochs_planned({"max_epochs": max_epochs, **config})
 
 
 def trials_planned(cfg: SweepConfig, trials: list) -> int:
@@ -235,6 +241,10 @@ def trials_planned(cfg: SweepConfig, trials: list) -> int:
     if not cfg.confirm.trials:
         return num_trials(cfg)
     search = [t for t in trials if stage_of(t.config, cfg.seed) == SEARCH_STAGE]
-    epochs = {t.trial_id: t.last_result.get("training_iteration", 0) for t in search if t.status == "TERMINATED"}
-    full = [t for t, n in epochs.items() if ran_every_epoch(n, cfg)]
+    full = [
+        t
+        for t in search
+        if t.status == "TERMINATED"
+        and ran_every_epoch(t.last_result.get("training_iteration", 0), t.config, cfg.max_epochs)
+    ]
     return num_trials(cfg) + min(cfg.confirm.top, len(full)) * cfg.confirm.seeds

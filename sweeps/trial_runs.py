@@ -48,7 +48,7 @@ from sweeps.config import trial_params
 from sweeps.tracking import run_name
 from trainables import detection as D
 from trainables import metrics as M
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, epochs_planned
 from trainables.contracts import (
     CHECKPOINT_DIR,
     CONFIRM_STAGE,
@@ -422,7 +422,7 @@ class MlflowTrialCallback(Callback):
             return
         now, step = int(time.time() * 1000), op["epoch"]
         summary = [Metric(k, v, now, step) for k, v in op["summary"].items()]
-        stopped_early = step < int(op["config"]["max_epochs"])
+        stopped_early = step < epochs_planned(op["config"])
         self.client.log_batch(
             run_id,
             metrics=[*summary, Metric(M.EPOCHS_RUN, float(step), now, step)],

@@ -21,7 +21,21 @@ ARCH_PRESETS = {
     "small": ("resnet34", "efficientnet_b1", "vit_small_patch16_224", "convnext_nano"),
     "base": ("resnet50", "efficientnet_b2", "vit_base_patch16_224", "convnext_tiny"),
 }
+# Baselines a recipe can name as an arch beside timm models (trainables.baselines): fitted once, no epochs.
+HOG_SVM = "hog_svm"
+BASELINES = (HOG_SVM,)
+BASELINE_FAMILY = "baseline"  # the family column of every baseline's row (and its ASHA group)
 PRETRAINED_BACKBONE_LR_MULT = 0.1  # the backbone's share of the head's rate when its weights are pretrained
+
+
+def is_baseline(arch: str) -> bool:
+    return arch in BASELINES
+
+
+def epochs_planned(config: dict[str, Any]) -> int:
+    """The epochs a classification trial reports when nothing stops it: one for a baseline, which fits
+    once, ``max_epochs`` for a network."""
+    return 1 if is_baseline(config.get("arch", "")) else int(config["max_epochs"])
 
 
 def is_weights_file(weights: str) -> bool:
@@ -84,6 +98,17 @@ class TrialConfig:
     trial beyond the first (`--cpus-per-trial 4` -> 3 loader workers, 1 -> 0)."""
     amp: bool = True
     """bfloat16 autocast on CUDA; ignored on CPU (recorded as the run's `amp_active`)."""
+    hog_orientations: int = 9
+    """hog_svm: orientation bins of each HOG cell's histogram."""
+    hog_cell: int = 8
+    """hog_svm: side of a HOG cell, in pixels of the img_size image."""
+    hog_block: int = 2
+    """hog_svm: cells per side of a HOG normalisation block."""
+    svm_c: float = 10.0
+    """hog_svm: the SVM's C (a larger C fits the training split more closely)."""
+    svm_gamma: float | None = None
+    """hog_svm: the RBF kernel's gamma on standardised features; None: scikit-learn's 'scale',
+    1 / (features x their variance), recorded as a number in the run's weights_source."""
 
     def __post_init__(self) -> None:
         from trainables.augment import AUGMENT, policy_crop_pct
@@ -127,6 +152,14 @@ class TrialConfig:
             )
         if self.img_size is not None and self.img_size < 8:
             raise ValueError(f"img_size: must be >= 8 pixels or None (follow the model), got {self.img_size}")
+        _positive(self, "hog_orientations", "hog_cell", "hog_block", "svm_c")
+        if self.svm_gamma is not None:
+            _positive(self, "svm_gamma")
+        if self.arch == HOG_SVM and (self.img_size is None or self.hog_cell * self.hog_block > self.img_size):
+            raise ValueError(
+                f"hog_cell x hog_block: a HOG block of {self.hog_block} cells of {self.hog_cell} px must fit in "
+                f"the {self.img_size} px image (img_size) hog_svm sees; lower them or raise img_size"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs >= self.max_epochs:

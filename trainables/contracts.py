@@ -11,6 +11,7 @@ so that any module of any layer can import it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -63,6 +64,16 @@ class TrialState(TypedDict):
     train_time_s: float  # wall seconds of all epochs so far, retries included
     info: TrialInfo
     preprocessing: dict[str, Any]  # the eval transform (trainables.augment.eval_config), for whoever serves it
+
+
+@dataclass
+class EpochReport:
+    """What a classification trial's loop yields after each epoch (``trainables.engine.fit``, or once for a
+    baseline, ``trainables.baselines``) to whoever drives it."""
+
+    metrics: dict[str, float]  # this epoch's curves plus the best-so-far summary (trainables.metrics)
+    state: TrialState  # everything needed to resume after this epoch
+    improved: bool  # this epoch is the new best on validation
 
 
 def save_trial_state(state: TrialState, directory: str | Path) -> Path:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from trainables import metrics as M
 from trainables.augment import eval_config, eval_transform, train_transform
 from trainables.config import TrialConfig
-from trainables.contracts import BestEpoch, TrialInfo, TrialState
+from trainables.contracts import BestEpoch, EpochReport, TrialInfo, TrialState
 from trainables.data import DatasetSplits, ImageSamplesDataset
 from trainables.freeze import BackboneHold, apply_freeze, param_groups
 from trainables.latency import measure_latency
@@ -30,13 +30,6 @@ from trainables.models import build_model, data_config, init_head, weights_sourc
 
 # In-trial latency (multi-objective search): shorter than the comparison table's, as it runs every trial.
 TRIAL_LATENCY_RUNS = dict(warmup=5, min_repeats=20, min_seconds=0.3)
-
-
-@dataclass
-class EpochReport:
-    metrics: dict[str, float]  # this epoch's curves plus the best-so-far summary (trainables.metrics)
-    state: TrialState  # everything needed to resume after this epoch (trainables.contracts)
-    improved: bool  # this epoch is the new best on validation
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 import timm
 import torch
 
+from trainables.baselines import BASELINE_FAMILY, BASELINES, build_baseline, is_baseline
 from trainables.config import ARCH_PRESETS, is_weights_file  # noqa: F401  (ARCH_PRESETS: read from here too)
 
 # The four families the product exists to compare, recognised from timm's model names.
@@ -33,7 +34,10 @@ def expand_archs(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def family_of(arch: str) -> str:
-    """'resnet' | 'efficientnet' | 'vit' | 'convnext', or 'other' for any other timm architecture."""
+    """'resnet' | 'efficientnet' | 'vit' | 'convnext', 'baseline' for the baselines (trainables.baselines),
+    or 'other' for any other timm architecture."""
+    if is_baseline(arch):
+        return BASELINE_FAMILY
     for family, prefixes in FAMILY_PREFIXES.items():
         if arch.startswith(prefixes):
             return family
@@ -41,29 +45,32 @@ def family_of(arch: str) -> str:
 
 
 def check_arch(arch: str) -> None:
-    """Fail before any trial starts if timm has no model of this name."""
-    if not timm.is_model(arch):
+    """Fail before any trial starts if timm has no model of this name and no baseline has it."""
+    if not timm.is_model(arch) and not is_baseline(arch):
         from trainables.registry import closest
 
         hint = closest(arch, timm.list_models(), n=5)
         did_you_mean = f" Closest timm names: {', '.join(hint)}." if hint else ""
         raise ValueError(
             f"arch: timm has no model named {arch!r}.{did_you_mean} See timm.list_models(), "
-            f"or use a preset: {', '.join(ARCH_PRESETS)}."
+            f"or use a preset ({', '.join(ARCH_PRESETS)}) or a baseline ({', '.join(BASELINES)})."
         )
 
 
 def needs_img_size(arch: str) -> bool:
     """Transformers with a learned position embedding are built for one input size; ConvNets are not."""
-    return bool(timm.get_pretrained_cfg(arch).fixed_input_size)
+    return is_baseline(arch) or bool(timm.get_pretrained_cfg(arch).fixed_input_size)
 
 
 def build_model(arch: str, num_classes: int, img_size: int | None, weights: str = "none") -> torch.nn.Module:
     """A timm model with a fresh ``num_classes`` head. ``weights``: 'none', 'imagenet' (timm's hub,
     cached under HF_HOME) or a local file, loaded by timm itself (safetensors, or torch.load with
     weights_only=True; a classifier of another size is dropped). ViTs are built for ``img_size``, and
-    timm resamples pretrained position embeddings to it."""
+    timm resamples pretrained position embeddings to it. A baseline's name gives it unfitted (its settings
+    and what it learned come with the state dict it loads)."""
     check_arch(arch)
+    if is_baseline(arch):
+        return build_baseline(arch, num_classes)
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     if img_size is not None and needs_img_size(arch):
         kwargs["img_size"] = img_size
@@ -157,6 +164,10 @@ def _host() -> str:
 
 def data_config(model: torch.nn.Module, img_size: int | None) -> dict[str, Any]:
     """The model's own preprocessing (interpolation, crop, mean/std) from timm, at the trained size."""
+    if hasattr(model, "outside_torch"):  # a baseline: its own, fixed
+        from trainables.baselines import data_config as baseline_data_config
+
+        return baseline_data_config(img_size)
     cfg = timm.data.resolve_model_data_config(model)
     if img_size is not None:
         cfg["input_size"] = (3, img_size, img_size)

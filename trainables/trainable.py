@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.config import TrialConfig
+from trainables.baselines import fit_baseline
+from trainables.config import TrialConfig, is_baseline
 from trainables.contracts import INFO_PREFIX, load_trial_state, save_trial_state
 from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
@@ -66,7 +67,8 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
         splits = dataclasses.replace(splits, train=_FailingImages(**vars(splits.train)))
         if fail_in == 1:
             splits.train.armed[0] = cfg.batch_size  # one batch of epoch 1, then fail
-    for report in fit(cfg, splits, device, resume=resume):
+    run = fit_baseline if is_baseline(cfg.arch) else fit  # a baseline fits once and reports once
+    for report in run(cfg, splits, device, resume=resume):
         with tempfile.TemporaryDirectory() as d:
             save_trial_state(report.state, d)
             tune.report(

@@ -51,8 +51,8 @@ def test_help_explains_every_flag():
 
 def test_smoke_test_flag_shrinks_the_sweep_but_keeps_every_family():
     cfg = config_from_args(parse_args(["--smoke-test"]))
-    assert cfg.num_samples == 4 and cfg.max_epochs == 2 and cfg.train_limit == 300
-    assert [p["arch"] for p in cfg.starting_points()] == list(cfg.archs) and len(cfg.archs) == 4
+    assert cfg.num_samples == 5 and cfg.max_epochs == 2 and cfg.train_limit == 300
+    assert [p["arch"] for p in cfg.starting_points()] == list(cfg.archs) and len(cfg.archs) == 5  # 4 + baseline
 
 
 @pytest.mark.parametrize(

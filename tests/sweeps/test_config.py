@@ -33,7 +33,7 @@ def test_every_shipped_recipe_validates_and_its_starting_points_fit_its_space(re
 def test_the_default_recipe_is_the_quickstart_and_crosses_every_axis():
     cfg = config_from_args(parse_args([]))
     assert cfg.source == str(DEFAULT_CONFIG)
-    assert cfg.archs == ARCH_PRESETS["tiny"]
+    assert cfg.archs == (*ARCH_PRESETS["tiny"], "hog_svm")  # every family, and the baseline that costs seconds
     assert set(cfg.dim("freeze").values) == {"full", "partial", "frozen", "gradual"}
     assert set(cfg.dim("augment").values) == {"none", "light", "randaugment", "trivialaugment"}
     assert cfg.dim("lr").kind == "loguniform" and cfg.search == "tpe" and cfg.asha

@@ -27,12 +27,13 @@ from analysis.evidence import (
     PREDICTIONS_CSV,
 )
 from analysis.export import INPUT, ONNX_FILE, onnx_session
-from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, load_config
+from analysis.profile import NOT_APPLICABLE
+from sweeps.config import CONDITIONAL, CONFIG_DIR, DEFAULT_CONFIG, NETWORK_ONLY, load_config
 from tests.browser import render_html
 from tests.conftest import REPO, Listeners, sweep_cmd, sweep_env
 from trainables import metrics as M
 from trainables.augment import eval_transform
-from trainables.config import TrialConfig
+from trainables.config import BASELINE_FAMILY, TrialConfig
 from trainables.contracts import CHAMPION_ALIAS, CONFIRM_STAGE, MODEL_ID_TAG, SEARCH_STAGE, STAGE_TAG, TRIAL_ID_TAG
 from trainables.data import ImageSamplesDataset, check_image, load_splits
 
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.e2e
 EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG, GRADCAM_PNG, GRADCAM_NPZ)
 REPORT_FILES = {"report.md", "report.html", "comparison.csv", "figures"}
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
+BASELINE_METRICS = (M.TRAIN_F1, M.VAL_ACC, M.VAL_F1, M.EPOCH_TIME, M.LATENCY)  # a baseline has no loss or LR
 
 
 def run_sweep(tmp_path: Path, ray_tmp: str, *extra: str, **env: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -74,7 +76,9 @@ def watch_sweep(
     return proc, uri, listening
 
 
-def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 5) -> tuple[MlflowClient, list, list]:
+def check_sweep_in_mlflow(
+    uri: str, experiment: str, trials: int = 5, families: set[str] = FAMILIES
+) -> tuple[MlflowClient, list, list]:
     """Defaults: a smoke sweep of a shipped recipe, one trial per family and one confirmation trial."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -84,13 +88,16 @@ def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 5) -> tuple[M
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert {c.data.tags[MLFLOW_PARENT_RUN_ID] for c in children} == {parent.info.run_id}
-    assert len(children) == trials and {c.data.tags["family"] for c in children} == FAMILIES
+    assert len(children) == trials and {c.data.tags["family"] for c in children} == families
     assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == trials  # one run per trial, none twice
     for c in children:
         assert c.info.status == "FINISHED", c.info.run_name
+        if c.data.tags["family"] == BASELINE_FAMILY:
+            check_baseline_run(client, c)
+            continue
         # every trial parameter, defaults included; a conditional one only under its freeze strategy
-        expected = set(TrialConfig.field_names()) - set(CONDITIONAL)
-        assert expected <= set(c.data.params)
+        expected = set(TrialConfig.field_names()) - set(CONDITIONAL) | set(NETWORK_ONLY)
+        assert expected <= set(c.data.params) and not {"svm_c", "hog_cell"} & set(c.data.params)
         assert ("unfreeze_stages" in c.data.params) == (c.data.params["freeze"] == "partial")
         assert ("gradual_epochs" in c.data.params) == (c.data.params["freeze"] == "gradual")
         assert c.data.tags["device"] == "cpu" and c.data.tags["hostname"]
@@ -111,6 +118,25 @@ def check_sweep_in_mlflow(uri: str, experiment: str, trials: int = 5) -> tuple[M
     return client, parent, children
 
 
+def check_baseline_run(client: MlflowClient, c) -> None:
+    """A baseline's run: its own settings and none of a network's, one report, the same evidence and
+    model files without Grad-CAM (which its tag says does not apply)."""
+    assert {"hog_orientations", "hog_cell", "hog_block", "svm_c"} <= set(c.data.params)
+    assert not set(NETWORK_ONLY) & set(c.data.params)
+    assert c.info.run_name.startswith(c.data.params["arch"] + "-")
+    assert c.data.tags["stopped_early"] == "false" and int(c.data.metrics["epochs_run"]) == 1
+    for key in BASELINE_METRICS:
+        assert [m.step for m in client.get_metric_history(c.info.run_id, key)] == [1], key
+    for key in M.SUMMARY_METRICS:
+        assert key in c.data.metrics, key
+    assert "support vectors" in c.data.params["weights_source"]
+    evidence = {a.path for a in client.list_artifacts(c.info.run_id, "evidence")}
+    assert evidence == {f"evidence/{f}" for f in EVIDENCE_FILES if f not in (GRADCAM_PNG, GRADCAM_NPZ)}
+    assert c.data.tags["gradcam"].startswith("none: ValueError: Grad-CAM does not apply to hog_svm")
+    assert [a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")] == ["checkpoint/best_model.pt"]
+    assert c.data.tags[MODEL_ID_TAG].startswith("m-")
+
+
 def read_table(tmp_path: Path) -> list[dict]:
     (csv_path,) = tmp_path.glob("reports/*/*/comparison.csv")
     with open(csv_path) as f:
@@ -125,33 +151,46 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert {"gcs_server", "raylet"} <= {name for _, name in listening.seen}, listening.seen
     assert any(name.startswith("ray::") for _, name in listening.seen), listening.seen
     assert listening.not_loopback() == []
-    client, parent, children = check_sweep_in_mlflow(uri, "classify-digits")
+    # one trial per architecture (the four families and the HOG + SVM baseline), one confirmation trial
+    client, parent, children = check_sweep_in_mlflow(uri, "classify-digits", 6, FAMILIES | {BASELINE_FAMILY})
     assert parent.data.params["data_source"] == "sklearn.datasets.load_digits"
     assert parent.data.tags["version.ray"].startswith("2.60")
     rows = read_table(tmp_path)
-    assert {r["family"] for r in rows} == FAMILIES and len(rows) == 4
+    assert {r["family"] for r in rows} == FAMILIES | {BASELINE_FAMILY} and len(rows) == 5
     by_run = {c.info.run_id: c for c in children}
     for r in rows:  # each row is the numbers of the MLflow run it names
         run = by_run[r["MLflow run"]]
         assert float(r["test acc (%)"]) == pytest.approx(100 * run.data.metrics[M.TEST_ACC])
         assert float(r["test top-5 acc (%)"]) == pytest.approx(100 * run.data.metrics[M.TEST_TOP5])
         assert float(r["params (M)"]) * 1e6 == pytest.approx(float(run.data.params["param_count"]), rel=1e-3)
-        assert float(r["GFLOPs (1 MAC = 2 FLOPs)"]) == pytest.approx(2 * float(r["GMACs"]))
+        if r["family"] == BASELINE_FAMILY:  # FLOPs and ONNX do not apply to scikit-image's features: said so
+            assert r["GFLOPs (1 MAC = 2 FLOPs)"] == r["GMACs"] == NOT_APPLICABLE
+            assert r["ONNX Runtime CPU latency b1 median (ms)"] == NOT_APPLICABLE
+            assert r["freeze"] == r["augment"] == "-" and r["lr (head)"] == ""
+        else:
+            assert float(r["GFLOPs (1 MAC = 2 FLOPs)"]) == pytest.approx(2 * float(r["GMACs"]))
         assert 0 < float(r["latency b1 median (ms)"]) <= float(r["latency b1 p90 (ms)"])
         assert float(r["throughput (img/s)"]) > 0 and float(r["size on disk (MB)"]) > 0
         assert float(r["train time (s)"]) > 0 and int(r["epochs run"]) >= 1
     assert "mlflow ui --backend-store-uri" in proc.stdout and "comparison report:" in proc.stdout
     (report,) = tmp_path.glob("reports/*/*/report.md")  # --smoke-test times for 0.2 s, and the report says so
     assert "at least 30 runs and 0.2 s" in report.read_text()
-    # the recipe every row trained with, the defaults the weights and the policy resolved included
-    assert "every row trained with weights none" in report.read_text()
-    assert "head_init_std 0.02" in report.read_text().split("Differing between rows")[0]
+    # the recipe every network row trained with, the defaults the weights and the policy resolved included;
+    # the baseline's own settings; and what it means that the HOG + SVM beat (or tied) the networks
+    text = report.read_text()
+    assert "every network row trained with weights none" in text
+    assert "head_init_std 0.02" in text.split("Differing between rows")[0]
+    assert "Baseline hog_svm: img_size 32, seed 0, hog_orientations 9, hog_cell 8, hog_block 2, svm_c 10" in text
+    assert ("A baseline is the top row: hog_svm" in text) == (rows[0]["family"] == BASELINE_FAMILY)
+    above = text.split("| architecture")[0]  # the verdict on the baselines, above the table
+    assert "A baseline is the top row" in above or "Baselines against the top row" in above
     check_confirmed_top_row(rows, children)
     check_trial_evidence(client, uri, children[0])
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
     check_champion(client, uri, "classify-digits", rows[0]["MLflow run"])
-    check_report_in_a_browser(tmp_path, n_rows=4)
-    check_predict_and_export(tmp_path, client, parent, rows[0]["MLflow run"])
+    check_report_in_a_browser(tmp_path, n_rows=5, gradcams=4)
+    network = next(r["MLflow run"] for r in rows if r["family"] != BASELINE_FAMILY)
+    check_predict_and_export(tmp_path, client, parent, rows[0]["MLflow run"], network)
 
 
 def check_confirmed_top_row(rows: list[dict], children: list) -> None:
@@ -172,9 +211,12 @@ def check_confirmed_top_row(rows: list[dict], children: list) -> None:
         assert all(r[f"{column} over seeds, mean ± std (%)"] == "" for r in rows[1:])
 
 
-def check_predict_and_export(tmp_path: Path, client: MlflowClient, parent, champion_run: str) -> None:
+def check_predict_and_export(
+    tmp_path: Path, client: MlflowClient, parent, champion_run: str, network_run: str | None = None
+) -> None:
     """The README's two commands after a sweep, as a user types them (no --model, MLflow's default store in
-    the working directory): predictions on a directory of images, then the ONNX export."""
+    the working directory): predictions on a directory of images, then the ONNX export. A baseline champion
+    is served by predict and refused by export, with why; then ``network_run`` is exported instead."""
     samples = Path(client.download_artifacts(parent.info.run_id, "samples", str(tmp_path)))
     index = json.loads((samples / "index.json").read_text())
     assert len(index) == 16 and {e["class"] for e in index} == {str(d) for d in range(10)}  # every class shown
@@ -208,7 +250,29 @@ def check_predict_and_export(tmp_path: Path, client: MlflowClient, parent, champ
         assert got[e["file"]]["label"] == str(int(p.argmax()))
         assert got[e["file"]]["confidence"] == pytest.approx(float(p.max()), abs=1e-5)
 
-    out = command("-m", "analysis.export", "--out", "exported").stdout
+    champion = client.get_run(champion_run)
+    if champion.data.params["family"] == BASELINE_FAMILY:
+        refused = subprocess.run(
+            [sys.executable, "-m", "analysis.export"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert refused.returncode == 2 and "cannot be exported to ONNX or TorchScript" in refused.stderr
+        assert not (tmp_path / "exports").exists()
+        champion_run = network_run
+        out = command("-m", "analysis.export", "--out", "exported", "--model", network_run).stdout
+        model = mlflow.pytorch.load_model(f"models:/{client.get_run(network_run).data.tags[MODEL_ID_TAG]}").eval()
+        preprocessing = mlflow.models.get_model_info(
+            f"models:/{client.get_run(network_run).data.tags[MODEL_ID_TAG]}"
+        ).metadata["preprocessing"]
+        x = torch.stack([eval_transform(preprocessing)(Image.open(samples / e["file"]).convert("RGB")) for e in index])
+        with torch.inference_mode():
+            got = {e["file"]: {"label": str(int(p.argmax()))} for e, p in zip(index, model(x), strict=True)}
+    else:
+        out = command("-m", "analysis.export", "--out", "exported").stdout
     assert "onnx: " in out and "top-1 agrees on 16 of 16 images: ok" in out
     assert out.count(": ok") == 2  # ONNX and TorchScript both within tolerance
     session = onnx_session(tmp_path / "exported" / ONNX_FILE, threads=1)
@@ -245,13 +309,15 @@ def check_metrics_against_sklearn(client: MlflowClient, uri: str, parent, row: d
     assert (again.numpy() != pred).sum() <= 1  # float summation order may flip a near-tie, no more
 
 
-def check_report_in_a_browser(tmp_path: Path, n_rows: int) -> None:
-    """The HTML report opens in headless Chromium with no errors; every figure decodes; the table is there."""
+def check_report_in_a_browser(tmp_path: Path, n_rows: int, gradcams: int | None = None) -> None:
+    """The HTML report opens in headless Chromium with no errors; every figure decodes; the table is there.
+    ``gradcams``: rows with Grad-CAM heatmaps (default every row; a baseline has none)."""
     (page,) = tmp_path.glob("reports/*/*/report.html")
     seen = render_html(page, screenshot=tmp_path / "report.png")
     assert seen.console_errors == [] and seen.failed_requests == []
     # two Pareto plots, then a confusion matrix, learning curves and Grad-CAM heatmaps per row
-    assert len(seen.images) == 2 + 3 * n_rows and all(w > 100 and h > 100 for _, w, h in seen.images)
+    gradcams = n_rows if gradcams is None else gradcams
+    assert len(seen.images) == 2 + 2 * n_rows + gradcams and all(w > 100 and h > 100 for _, w, h in seen.images)
     assert seen.tables[0] == (n_rows, len(read_table(tmp_path)[0]))
     assert "stopped early by ASHA" in seen.text and "Search space" in seen.text
 

@@ -1,0 +1,103 @@
+"""The HOG + SVM baseline: scikit-image's features and scikit-learn's SVC, as a torch module that saves,
+loads and scores exactly as the fitted scikit-learn model does; fitted once on the real digits."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from analysis.profile import NOT_APPLICABLE, profile_model
+from sweeps.config import ConfigError, config_from_dict, trial_params
+from trainables.baselines import HogSVM, fit_baseline
+from trainables.config import TrialConfig
+from trainables.data import load_digits
+from trainables.models import build_model, data_config, family_of
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10])
+def test_scores_are_scikit_learns_decision_function(classes):
+    rng = np.random.default_rng(classes)
+    x = rng.normal(size=(120, 7)) + np.repeat(np.arange(classes), 120 // classes + 1)[:120, None] * 0.7
+    y = np.repeat(np.arange(classes), 120 // classes + 1)[:120]
+    scaler = StandardScaler().fit(x)
+    svc = SVC(C=3.0, gamma=0.2, break_ties=True).fit(scaler.transform(x), y)
+    model = HogSVM(classes)
+    model.set_svm(scaler, svc)
+    probe = rng.normal(size=(40, 7)) * 2
+    ours = model.decision(probe).numpy()
+    theirs = svc.decision_function(scaler.transform(probe))
+    if classes == 2:
+        np.testing.assert_allclose(ours[:, 1], theirs, atol=1e-9)
+    else:
+        np.testing.assert_allclose(ours, theirs, atol=1e-9)
+    # the prediction is scikit-learn's (one-vs-one votes, ties broken by the confidences)
+    np.testing.assert_array_equal(ours.argmax(1), svc.predict(scaler.transform(probe)))
+
+
+def test_fits_the_digits_once_and_reloads_from_its_state_dict(digits):
+    cfg = TrialConfig(arch="hog_svm", img_size=32, max_epochs=4)
+    reports = list(fit_baseline(cfg, digits, torch.device("cpu")))
+    assert len(reports) == 1  # one report, whatever max_epochs says
+    r = reports[0]
+    assert r.metrics["epoch"] == 1 and r.metrics["best_epoch"] == 1
+    # scikit-learn's own digits example reports about 97% for an SVM on the raw 8x8 pixels
+    assert r.metrics["val_acc"] > 0.95 and r.metrics["test_acc"] > 0.95
+    assert "lr" not in r.metrics and "train_loss" not in r.metrics  # nothing an SVM does not have
+    state = r.state
+    assert state["best"]["test_report"]["confusion"] and len(state["best"]["test_report"]["pred"]) == len(digits.test)
+    assert "support vectors" in state["info"]["weights_source"]
+
+    # what a served model goes through: torch.save, weights_only load, a fresh module of that name
+    buf = io.BytesIO()
+    torch.save(state["best"]["model"], buf)
+    buf.seek(0)
+    loaded = build_model("hog_svm", 10, 32)
+    loaded.load_state_dict(torch.load(buf, weights_only=True))
+    x = torch.rand(5, 3, 32, 32)
+    fitted = build_model("hog_svm", 10, 32)
+    fitted.load_state_dict(state["best"]["model"])
+    assert torch.equal(loaded(x), fitted(x))
+    assert data_config(loaded, 32)["mean"] == (0.0, 0.0, 0.0)
+
+    # a trial restored after its one report has nothing left to do
+    assert list(fit_baseline(cfg, digits, torch.device("cpu"), resume=state)) == []
+
+    # the cost columns that do not apply say so
+    prof = profile_model(loaded.eval(), 32, timing_s=0.05)
+    assert prof.flops is None and prof.macs is None and prof.params > 0
+    assert prof.onnx_latency_ms_median is None and prof.onnx_note.startswith(NOT_APPLICABLE)
+    assert prof.latency_ms_median > 0 and prof.throughput_ips > 0
+
+
+def test_an_unfitted_baseline_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        build_model("hog_svm", 10, 32)(torch.rand(1, 3, 32, 32))
+
+
+def test_recipe_keeps_each_setting_to_the_architectures_it_belongs_to():
+    cfg = config_from_dict({"space": {"arch": ["hog_svm", "resnet18"], "lr": [1e-3, 3e-3], "svm_c": [1, 10]}})
+    assert family_of("hog_svm") == "baseline"
+    grid = cfg.grid()
+    assert {"arch": "hog_svm", "svm_c": 1.0} in grid and {"arch": "resnet18", "lr": 1e-3} in grid
+    assert len(grid) == 4  # two SVMs (no learning rate), two networks (no C)
+    params = trial_params({"arch": "hog_svm", "max_epochs": 4, "seed": 0})
+    assert "svm_c" in params and "hog_cell" in params
+    assert not {"lr", "freeze", "augment", "batch_size", "weights"} & set(params)
+    assert "svm_c" not in trial_params({"arch": "resnet18", "max_epochs": 4, "seed": 0})
+
+    with pytest.raises(ConfigError, match=r"space.svm_c: only used when arch is 'hog_svm'"):
+        config_from_dict({"space": {"arch": ["resnet18"], "svm_c": [1, 10]}})
+    with pytest.raises(ConfigError, match=r"space.lr: only used when arch is not 'hog_svm'"):
+        config_from_dict({"space": {"arch": "hog_svm", "lr": 1e-3}})
+    with pytest.raises(ConfigError, match=r"a HOG block of 3 cells of 16 px must fit in the 32 px image"):
+        config_from_dict({"space": {"arch": "hog_svm", "hog_cell": 16, "hog_block": 3}})
+    with pytest.raises(ConfigError, match=r"svm_c: must be > 0"):
+        config_from_dict({"space": {"arch": "hog_svm", "svm_c": 0}})
