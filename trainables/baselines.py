@@ -230,13 +230,7 @@ def fit_hog_svm(
     best = BestEpoch(
         epoch=1,
         val_acc=val["acc"],
-        test={
-            M.TEST_ACC: test["acc"],
-            M.TEST_F1: test["f1"],
-            M.TEST_PRECISION: test["precision"],
-            M.TEST_RECALL: test["recall"],
-            **({M.TEST_TOP5: test["top5"]} if "top5" in test else {}),
-        },
+        test=M.as_test(test),
         test_report=report,
         classes=list(splits.classes),
         model=weights,

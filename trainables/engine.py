@@ -220,13 +220,7 @@ def fit(
             best = BestEpoch(
                 epoch=epoch,
                 val_acc=val["acc"],
-                test={
-                    M.TEST_ACC: test["acc"],
-                    M.TEST_F1: test["f1"],
-                    M.TEST_PRECISION: test["precision"],
-                    M.TEST_RECALL: test["recall"],
-                    **({M.TEST_TOP5: test["top5"]} if "top5" in test else {}),
-                },
+                test=M.as_test(test),
                 test_report=test["report"],  # confusion matrix and per-class metrics on the test split
                 classes=list(splits.classes),
                 model={n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},

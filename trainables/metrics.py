@@ -53,6 +53,12 @@ SEARCH_MODE = "max"
 OBJECTIVES = {VAL_ACC: "max", VAL_F1: "max", LATENCY: "min"}
 
 
+def as_test(m: dict[str, float]) -> dict[str, float]:
+    """``classification_metrics`` of the test split under the TEST_* names a trial reports them by."""
+    names = {"acc": TEST_ACC, "f1": TEST_F1, "precision": TEST_PRECISION, "recall": TEST_RECALL, "top5": TEST_TOP5}
+    return {names[k]: v for k, v in m.items() if k in names}
+
+
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, scores: np.ndarray | None = None
 ) -> dict[str, float]:
