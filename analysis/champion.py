@@ -23,7 +23,7 @@ from sweeps.credentials import TRACKING_URI_HELP, shown
 from trainables.augment import eval_transform
 from trainables.contracts import BEST_MODEL_ARTIFACT, CHAMPION_TAG, SWEEP_TAG, load_best_model
 from trainables.data import MAX_LISTED, check_image, to_rgb
-from trainables.models import build_model
+from trainables.models import load_model
 
 _CHAMPION = re.compile(r"^(?P<name>.+)@(?P<alias>[\w-]+) \(version (?P<version>\d+)\)$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -131,9 +131,8 @@ def load_classifier(model: str | None = None, client: mlflow.MlflowClient | None
             f"run {run_id} ({found}): its checkpoint does not record the preprocessing it was trained with "
             "(logged by an earlier version of cvsweep); run the sweep again to serve its models"
         )
-    net = build_model(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["input_size"]), "none")
-    net.load_state_dict(ckpt["model"])
-    return Classifier(net.eval(), ckpt["arch"], list(ckpt["classes"]), ckpt["preprocessing"], run_id, found)
+    net = load_model(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["input_size"]), ckpt["model"])
+    return Classifier(net, ckpt["arch"], list(ckpt["classes"]), ckpt["preprocessing"], run_id, found)
 
 
 def find_images(paths: list[str]) -> list[tuple[str, Path]]:

@@ -39,7 +39,7 @@ from trainables import metrics as M
 from trainables.config import BASELINE_FAMILY, is_baseline
 from trainables.contracts import BEST_MODEL_ARTIFACT, FAMILY_PARAM, load_best_model
 from trainables.latency import LATENCY_MIN_SECONDS
-from trainables.models import build_model
+from trainables.models import build_model, load_model
 
 ROW_MODES = {
     "arch": "one row per architecture: its trial with the best validation accuracy",
@@ -226,9 +226,10 @@ def measure_apart(
 def _measure(shape: tuple, device: str, timing_s: float) -> Profile:
     """(arch, classes, input size[, its best_model.pt]): a fresh model of that shape, or the fitted one."""
     arch, num_classes, size, *fitted = shape
-    model = build_model(arch, num_classes, size)
     if fitted:
-        model.load_state_dict(load_best_model(fitted[0])["model"])
+        model = load_model(arch, num_classes, size, load_best_model(fitted[0])["model"])
+    else:
+        model = build_model(arch, num_classes, size)
     with torch.no_grad():
         return profile_model(model, size, device, timing_s=timing_s)
 
@@ -273,6 +274,9 @@ def _cost(prof: Profile) -> dict[str, float]:
 def _row(run: pd.Series, prof: Profile | None, versus: Versus | None) -> dict:
     row: dict = {k: run.get(f"params.{k}") for k in ("arch", FAMILY_PARAM, "freeze", "augment")}
     row.update({k: "-" for k in ("freeze", "augment") if pd.isna(row[k])})  # a baseline has neither
+    if isinstance(clip := run.get("params.clip_model"), str):  # which CLIP, and whether its weights mean anything
+        weights = run.get("params.clip_pretrained")
+        row["arch"] = f"{row['arch']} ({Path(clip).stem}, {'random weights' if weights == 'none' else weights})"
     row["trials"] = int(run["trials"])
     row["seeds"] = int(run.get("seeds", 1))
     for mean, std in SPREADS.values():

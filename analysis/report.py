@@ -278,7 +278,8 @@ def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: d
         lines.append("")
     if len(table) > MAX_EVIDENCE_ROWS:
         lines += [f"Evidence shown for the first {MAX_EVIDENCE_ROWS} of {len(table)} rows; every run has its own.", ""]
-    lines += ["## Search space", "", facts["space"].to_markdown(index=False), ""]
+    space = facts["space"].map(lambda v: str(v).replace("|", "\\|"))  # a '|' in a value (prompts) ends a cell
+    lines += ["## Search space", "", space.to_markdown(index=False), ""]
     return "\n".join(lines)
 
 

@@ -84,10 +84,17 @@ def check_models(cfg: SweepConfig, num_classes: int, log) -> None:
     fills timm's cache, which the trials on this machine then read."""
     import torch
 
-    from trainables.config import is_baseline
+    from trainables.clip_baselines import create_clip
+    from trainables.config import CLIP_BASELINES, is_baseline
     from trainables.models import build_model, input_size_of
 
     for arch in cfg.archs:
+        if arch in CLIP_BASELINES:  # CLIP's model and weights, loaded here so a missing one stops the sweep now
+            for model in cfg.dim("clip_model").candidates():
+                for weights in cfg.dim("clip_pretrained").candidates():
+                    log(f"checking {arch} with clip_model={model}, clip_pretrained={weights}")
+                    create_clip(model, weights)
+            continue
         if is_baseline(arch):  # nothing to build before it is fitted; its settings are checked with the recipe
             continue
         for img_size in cfg.dim("img_size").candidates():

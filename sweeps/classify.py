@@ -40,7 +40,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "quickstart.yaml"
 
 
 def flags() -> list[Flag]:
-    from trainables.config import ARCH_PRESETS  # a light module: --help imports no torch
+    from trainables.config import ARCH_PRESETS, BASELINES  # a light module: --help imports no torch
 
     presets = "; ".join(f"{k}: {', '.join(v)}" for k, v in ARCH_PRESETS.items())
     return [
@@ -102,7 +102,8 @@ def flags() -> list[Flag]:
             "arch",
             nargs="+",
             metavar="NAME",
-            help=f"timm model names or presets to compare ({presets})",
+            help=f"timm model names or presets to compare ({presets}), and baselines beside them "
+            f"({', '.join(BASELINES)})",
         ),
         _flag(
             "--freeze",

@@ -27,7 +27,16 @@ from sweeps.recipe import (  # noqa: F401  (ConfigError: read from here by tests
     is_active,
 )
 from trainables import metrics as M
-from trainables.config import BASELINES, HOG_SVM, WEIGHT_FILE_SUFFIXES, TrialConfig, is_weights_file
+from trainables.config import (
+    BASELINES,
+    CLIP_BASELINES,
+    CLIP_PROBE,
+    CLIP_ZEROSHOT,
+    HOG_SVM,
+    WEIGHT_FILE_SUFFIXES,
+    TrialConfig,
+    is_weights_file,
+)
 from trainables.data import DECODE_CACHE_MB
 from trainables.models import ARCH_PRESETS, expand_archs
 from trainables.registry import unknown_name_message
@@ -46,6 +55,10 @@ NETWORK_ONLY = (
 CONDITIONAL = {
     **{k: When("arch", BASELINES, negate=True) for k in NETWORK_ONLY},
     **{k: When("arch", (HOG_SVM,)) for k in ("hog_orientations", "hog_cell", "hog_block", "svm_c", "svm_gamma")},
+    **{k: When("arch", CLIP_BASELINES) for k in ("clip_model", "clip_pretrained")},
+    "img_size": When("arch", CLIP_BASELINES, negate=True),  # CLIP takes the size its model was built for
+    "clip_prompts": When("arch", (CLIP_ZEROSHOT,)),
+    "probe_c": When("arch", (CLIP_PROBE,)),
     "unfreeze_stages": When("freeze", ("partial",)),
     "gradual_epochs": When("freeze", ("gradual",)),
 }

@@ -156,17 +156,21 @@ class When:
         shown = " or ".join(map(repr, self.values))
         if not self.negate:
             return f"{self.parent} is {shown}"
-        return f"{self.parent} is not {shown}" if len(self.values) == 1 else f"{self.parent} is none of {shown}"
+        if len(self.values) == 1:
+            return f"{self.parent} is not {shown}"
+        return f"{self.parent} is none of {', '.join(map(repr, self.values))}"
 
     def fix(self) -> str:
         """How to give the parameter a trial it applies to."""
-        shown = " or ".join(map(repr, self.values))
-        return f"give {self.parent} a value other than {shown}" if self.negate else f"add {shown} to {self.parent}"
+        if self.negate:
+            return f"give {self.parent} a value other than {', '.join(map(repr, self.values))}"
+        return f"add {' or '.join(map(repr, self.values))} to {self.parent}"
 
     def unused_note(self, flag: str) -> str:
         """Said when a command-line flag leaves the parameter no trial to apply to."""
-        shown = " or ".join(map(repr, self.values))
-        return f"{flag} has only {shown}" if self.negate else f"{flag} has no {shown}"
+        if self.negate:
+            return f"{flag} has only values among {', '.join(map(repr, self.values))}"
+        return f"{flag} has no {' or '.join(map(repr, self.values))}"
 
 
 @dataclass(frozen=True)
@@ -567,14 +571,29 @@ class Recipe:
         d = self.to_yaml_dict()
         d.update(settings)
         d["space"] = {**d["space"], **space}
-        # A flag that narrows a parent (say --freeze full) leaves the recipe's settings that exist only under
-        # another of its values with nothing to apply to: they go, and the sweep says so.
-        for child, when in self.conditional.items():
-            if when.parent in space and child in d["space"] and child not in space:
-                values = space[when.parent] if isinstance(space[when.parent], list) else [space[when.parent]]
-                if not any(when.holds(v) for v in values):
-                    print(f"note: {when.unused_note(flags[when.parent])}: the recipe's space.{child} is not used")
-                    del d["space"][child]
+        # A flag that narrows a parent (say --freeze full, or --archs hog_svm) leaves the recipe's settings that
+        # exist only under other values with nothing to apply to, and theirs in turn: they go, and the sweep says so.
+        unused: dict[str, list[str]] = {}  # why -> the settings it leaves unused
+        removed: set[str] = set()
+        for _ in self.conditional:  # to a fixed point: a removed setting's own conditional settings go too
+            for child, when in self.conditional.items():
+                if child not in d["space"] or child in space:
+                    continue
+                if when.parent in removed:
+                    why = f"the recipe's space.{when.parent} is not used"
+                elif when.parent in space:
+                    values = space[when.parent] if isinstance(space[when.parent], list) else [space[when.parent]]
+                    if any(when.holds(v) for v in values):
+                        continue
+                    why = when.unused_note(flags[when.parent])
+                else:
+                    continue
+                unused.setdefault(why, []).append(child)
+                removed.add(child)
+                del d["space"][child]
+        for why, children in unused.items():
+            names = ", ".join(f"space.{c}" for c in children)
+            print(f"note: {why}: the recipe's {names} {'is' if len(children) == 1 else 'are'} not used")
         return self.from_dict(d, f"{self.source} with {' '.join(flags[k] for k in [*settings, *space])}")
 
     def smoke(self) -> Recipe:

@@ -78,7 +78,7 @@ from trainables.contracts import (
     save_best_model,
     stage_of,
 )
-from trainables.models import build_model, family_of
+from trainables.models import family_of, load_model
 
 MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
 RETRY_S = 5.0  # pause between attempts while the tracking store refuses a write
@@ -453,9 +453,7 @@ class MlflowTrialCallback(Callback):
         model in MLflow's PyTorch flavour."""
         best, info, name = state["best"], state["info"], run_name(op["config"])
         cfg = TrialConfig.from_dict(op["config"])  # what the recipe left out at its default, as the trial had it
-        model = build_model(cfg.arch, info["num_classes"], cfg.img_size, "none")
-        model.load_state_dict(best["model"])
-        model.eval()
+        model = load_model(cfg.arch, info["num_classes"], cfg.img_size, best["model"])
         history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
         with tempfile.TemporaryDirectory() as d:
             out = Path(d)

@@ -27,7 +27,15 @@ import numpy as np
 import torch
 
 from trainables import metrics as M
-from trainables.config import BASELINE_FAMILY, BASELINES, HOG_SVM, is_baseline  # noqa: F401  (read from here too)
+from trainables.augment import eval_transform
+from trainables.config import (  # noqa: F401  (read from here too)
+    BASELINE_FAMILY,
+    BASELINES,
+    CLIP_BASELINES,
+    HOG_SVM,
+    is_baseline,
+)
+from trainables.fitted import Fitted, features_of
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -145,7 +153,19 @@ def build_baseline(arch: str, num_classes: int, cfg: TrialConfig | None = None) 
         if cfg is None:
             return HogSVM(num_classes)
         return HogSVM(num_classes, cfg.hog_orientations, cfg.hog_cell, cfg.hog_block)
+    if arch in CLIP_BASELINES:
+        raise ValueError(f"{arch}: built from a checkpoint (trainables.models.load_model) or by its fit, not empty")
     raise ValueError(f"arch: no baseline named {arch!r}; baselines: {', '.join(BASELINES)}")
+
+
+def from_state(arch: str, num_classes: int, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An empty baseline of the shape a checkpoint holds (a CLIP one reads its model config from it), for
+    ``load_state_dict``."""
+    if arch in CLIP_BASELINES:
+        from trainables.clip_baselines import from_state as clip_from_state
+
+        return clip_from_state(num_classes, state)
+    return build_baseline(arch, num_classes)
 
 
 def data_config(img_size: int) -> dict[str, Any]:
@@ -156,77 +176,51 @@ def data_config(img_size: int) -> dict[str, Any]:
 def fit_baseline(
     cfg: TrialConfig, splits: DatasetSplits, device: torch.device, resume: TrialState | None = None
 ) -> Iterator[EpochReport]:
-    """The baseline ``cfg.arch`` names, fitted and reported once (as ``trainables.engine.fit`` reports epochs)."""
-    fits = {HOG_SVM: fit_hog_svm}
-    return fits[cfg.arch](cfg, splits, device, resume)
-
-
-def fit_hog_svm(
-    cfg: TrialConfig, splits: DatasetSplits, device: torch.device, resume: TrialState | None = None
-) -> Iterator[EpochReport]:
-    """Fit the HOG + SVM on the training split, choose nothing on test, and report once (epoch 1), with the
-    same metrics and state a network's best epoch has. A trial restored after its report has nothing left."""
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-    from torch.utils.data import DataLoader
-
-    from trainables.augment import eval_config, eval_transform
+    """Fit the baseline ``cfg.arch`` names on the training split (nothing is chosen on test) and report once,
+    as epoch 1, with the metrics and state a network's best epoch has (as ``trainables.engine.fit`` reports
+    epochs). A trial restored after its report has nothing left to do."""
     from trainables.contracts import BestEpoch, EpochReport, TrialInfo, TrialState
-    from trainables.data import ImageSamplesDataset
     from trainables.latency import measure_latency
 
     if resume is not None:
         return
-    model = build_baseline(HOG_SVM, splits.num_classes, cfg)
-    dc = data_config(cfg.img_size)
-    transform = eval_transform(dc)
+    from trainables.clip_baselines import fit_clip
 
-    def feats_of(samples) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-        loader = DataLoader(ImageSamplesDataset(samples, transform), batch_size=256, shuffle=False)
-        xs, ys = zip(*((model.features(x), y.numpy()) for x, y in loader), strict=True)
-        return np.concatenate(xs), np.concatenate(ys)
+    fits = {HOG_SVM: _fit_hog_svm, **dict.fromkeys(CLIP_BASELINES, fit_clip)}
+    f = fits[cfg.arch](cfg, splits, device)
+    k, transform = splits.num_classes, eval_transform(f.dc)
 
-    t0 = time.perf_counter()
-    x_train, y_train = feats_of(splits.train)
-    scaler = StandardScaler().fit(x_train)
-    z = scaler.transform(x_train)
-    gamma = cfg.svm_gamma or 1.0 / (z.shape[1] * z.var())  # scikit-learn's gamma='scale', as a number
-    # break_ties: SVC.predict is then the argmax of the scores this module returns, ties and all
-    svc = SVC(C=cfg.svm_c, kernel="rbf", gamma=gamma, break_ties=True, random_state=cfg.seed).fit(z, y_train)
-    model.set_svm(scaler, svc)
-    train_time = time.perf_counter() - t0
-    k = splits.num_classes
+    def scored(samples) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        x, y = features_of(samples, transform, f.features)
+        return f.scores(x), y
 
-    def scores(split) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-        x, y = feats_of(split)
-        return model.decision(x).numpy(), y
-
-    train = M.classification_metrics(y_train, model.decision(x_train).numpy().argmax(1), k)
-    val_scores, y_val = scores(splits.val)
+    train = M.classification_metrics(f.train[1], f.scores(f.train[0]).argmax(1), k)
+    val_scores, y_val = scored(splits.val)
     val = M.classification_metrics(y_val, val_scores.argmax(1), k)
-    test_scores, y_test = scores(splits.test)
+    test_scores, y_test = scored(splits.test)
     pred = test_scores.argmax(1)
     test = M.classification_metrics(y_test, pred, k, scores=test_scores)
     report = M.per_class_report(y_test, pred, k)
     report["true"], report["pred"] = y_test.tolist(), pred.tolist()
-    latency_ms, _, _ = measure_latency(model, cfg.img_size, device, warmup=5, min_repeats=20, min_seconds=0.3)
-    n_params = sum(p.numel() for p in model.parameters())
+    size = int(f.dc["input_size"][-1])
+    latency_ms, _, _ = measure_latency(f.model, size, device, warmup=5, min_repeats=20, min_seconds=0.3)
+    n_params = sum(p.numel() for p in f.model.parameters())
     info = TrialInfo(
         num_classes=k,
-        input_size=cfg.img_size,
-        interpolation=dc["interpolation"],
-        mean=dc["mean"],
-        std=dc["std"],
-        crop_pct=dc["crop_pct"],
+        input_size=size,
+        interpolation=f.dc["interpolation"],
+        mean=tuple(f.dc["mean"]),
+        std=tuple(f.dc["std"]),
+        crop_pct=f.dc["crop_pct"],
         param_count=n_params,
-        trainable_param_count=n_params,  # every stored number was fitted
-        device="cpu",  # scikit-image and scikit-learn run on the CPU whatever Ray gave the trial
+        trainable_param_count=sum(p.numel() for p in f.model.parameters() if p.requires_grad),
+        device=str(next(f.model.parameters()).device),
         amp_active=False,
         channels_last=False,
         loader_workers=0,
-        weights_source=f"fitted by scikit-learn SVC ({len(svc.support_vectors_)} support vectors, gamma {gamma:.4g})",
+        weights_source=f.source,
     )
-    weights = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    weights = {n: t.detach().to("cpu", copy=True) for n, t in f.model.state_dict().items()}
     best = BestEpoch(
         epoch=1,
         val_acc=val["acc"],
@@ -241,22 +235,51 @@ def fit_hog_svm(
         M.TRAIN_F1: train["f1"],
         M.VAL_ACC: val["acc"],
         M.VAL_F1: val["f1"],
-        M.EPOCH_TIME: train_time,
-        M.THROUGHPUT: len(y_train) / train_time,
+        M.EPOCH_TIME: f.fit_time_s,
+        M.THROUGHPUT: len(f.train[1]) / f.fit_time_s,
         M.LATENCY: latency_ms,
         M.BEST_VAL_ACC: val["acc"],
         M.BEST_EPOCH: 1,
-        M.TRAIN_TIME: train_time,
+        M.TRAIN_TIME: f.fit_time_s,
         **best["test"],
     }
+    from trainables.augment import eval_config
+
     state = TrialState(
         epoch=1,
         num_updates=0,
         model=weights,
         optimizer={},
         best=best,
-        train_time_s=train_time,
+        train_time_s=f.fit_time_s,
         info=info,
-        preprocessing=eval_config(dc),
+        preprocessing=eval_config(f.dc),
     )
     yield EpochReport(metrics=metrics, state=state, improved=True)
+
+
+def _fit_hog_svm(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Fitted:
+    """HOG features of the training split, standardised, and an RBF SVC fitted on them; on the CPU."""
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    model = build_baseline(HOG_SVM, splits.num_classes, cfg)
+    dc = data_config(cfg.img_size)
+    t0 = time.perf_counter()
+    x_train, y_train = features_of(splits.train, eval_transform(dc), model.features)
+    scaler = StandardScaler().fit(x_train)
+    z = scaler.transform(x_train)
+    gamma = cfg.svm_gamma or 1.0 / (z.shape[1] * z.var())  # scikit-learn's gamma='scale', as a number
+    # break_ties: SVC.predict is then the argmax of the scores this module returns, ties and all
+    svc = SVC(C=cfg.svm_c, kernel="rbf", gamma=gamma, break_ties=True, random_state=cfg.seed).fit(z, y_train)
+    model.set_svm(scaler, svc)
+    source = f"fitted by scikit-learn SVC ({len(svc.support_vectors_)} support vectors, gamma {gamma:.4g})"
+    return Fitted(
+        model.eval(),
+        dc,
+        model.features,
+        lambda x: model.decision(x).numpy(),
+        (x_train, y_train),
+        time.perf_counter() - t0,
+        source,
+    )

@@ -23,7 +23,9 @@ ARCH_PRESETS = {
 }
 # Baselines a recipe can name as an arch beside timm models (trainables.baselines): fitted once, no epochs.
 HOG_SVM = "hog_svm"
-BASELINES = (HOG_SVM,)
+CLIP_ZEROSHOT, CLIP_PROBE = "clip_zeroshot", "clip_probe"  # open_clip's image and text towers; its image tower
+CLIP_BASELINES = (CLIP_ZEROSHOT, CLIP_PROBE)
+BASELINES = (HOG_SVM, *CLIP_BASELINES)
 BASELINE_FAMILY = "baseline"  # the family column of every baseline's row (and its ASHA group)
 PRETRAINED_BACKBONE_LR_MULT = 0.1  # the backbone's share of the head's rate when its weights are pretrained
 
@@ -109,6 +111,17 @@ class TrialConfig:
     svm_gamma: float | None = None
     """hog_svm: the RBF kernel's gamma on standardised features; None: scikit-learn's 'scale',
     1 / (features x their variance), recorded as a number in the run's weights_source."""
+    clip_model: str = "ViT-B-32-quickgelu"
+    """clip_zeroshot, clip_probe: an open_clip model name (open_clip.list_models(); 'cvsweep-tiny' is a 2-layer
+    ViT at 32 px for tests and offline runs), or the path of an open_clip model config (.json)."""
+    clip_pretrained: str = "openai"
+    """clip_zeroshot, clip_probe: an open_clip pretrained tag for clip_model (open_clip.list_pretrained()),
+    fetched from the Hugging Face hub or its cache; a local weights file; or 'none' for random weights."""
+    clip_prompts: str = "a photo of a {}."
+    """clip_zeroshot: prompt templates, '|'-separated, '{}' standing for the class name (each class's text
+    embedding is the mean over its prompts)."""
+    probe_c: float = 1.0
+    """clip_probe: inverse L2 regularisation of the logistic regression on CLIP's image features."""
 
     def __post_init__(self) -> None:
         from trainables.augment import AUGMENT, policy_crop_pct
@@ -152,7 +165,11 @@ class TrialConfig:
             )
         if self.img_size is not None and self.img_size < 8:
             raise ValueError(f"img_size: must be >= 8 pixels or None (follow the model), got {self.img_size}")
-        _positive(self, "hog_orientations", "hog_cell", "hog_block", "svm_c")
+        _positive(self, "hog_orientations", "hog_cell", "hog_block", "svm_c", "probe_c")
+        if not isinstance(self.clip_prompts, str) or any("{}" not in t for t in self.clip_prompts.split("|")):
+            raise ValueError(
+                f"clip_prompts: '|'-separated templates, each with '{{}}' for the class name, got {self.clip_prompts!r}"
+            )
         if self.svm_gamma is not None:
             _positive(self, "svm_gamma")
         if self.arch == HOG_SVM and (self.img_size is None or self.hog_cell * self.hog_block > self.img_size):

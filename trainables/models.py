@@ -10,7 +10,7 @@ from typing import Any
 import timm
 import torch
 
-from trainables.baselines import BASELINE_FAMILY, BASELINES, build_baseline, is_baseline
+from trainables.baselines import BASELINE_FAMILY, BASELINES, build_baseline, from_state, is_baseline
 from trainables.config import ARCH_PRESETS, is_weights_file  # noqa: F401  (ARCH_PRESETS: read from here too)
 
 # The four families the product exists to compare, recognised from timm's model names.
@@ -99,6 +99,14 @@ def build_model(arch: str, num_classes: int, img_size: int | None, weights: str 
             "this machine, point weights at a local file (.safetensors / .pth), or train from scratch with "
             "weights=none."
         ) from e
+
+
+def load_model(arch: str, num_classes: int, img_size: int | None, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A model of this architecture holding ``state`` (a checkpoint's weights), in eval mode: a timm model of
+    that shape, or a baseline rebuilt from what its state holds."""
+    model = from_state(arch, num_classes, state) if is_baseline(arch) else build_model(arch, num_classes, img_size)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def init_head(model: torch.nn.Module, std: float | None) -> None:

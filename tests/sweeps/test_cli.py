@@ -140,18 +140,37 @@ def test_a_model_that_cannot_take_the_input_size_is_refused_before_ray_starts(tm
     assert not (tmp_path / "m.db").exists()
 
 
+def run_offline(tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    """The script offline with an empty Hugging Face cache, expected to refuse (exit 2)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "RAY_ADDRESS"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, *argv, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
 def test_imagenet_weights_that_cannot_be_had_stop_the_sweep_before_ray_starts(tmp_path):
     """Offline with an empty cache: the script exits 2 with the fix, having tracked and started nothing.
     (A fresh interpreter: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when imported.)"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "RAY_ADDRESS"))}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    argv = ["--weights", "imagenet", "--archs", "resnet18", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, *argv], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = run_offline(tmp_path, "--weights", "imagenet", "--archs", "resnet18")
     assert "weights=imagenet: could not load timm's pretrained weights for 'resnet18'" in proc.stderr
     assert "weights=none" in proc.stderr and "Ray" not in proc.stdout.replace("[sweep]", "")
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_clip_weights_that_cannot_be_had_stop_the_sweep_before_ray_starts(tmp_path):
+    """The same for a CLIP baseline's open_clip weights: refused up front, with what to do, nothing tracked."""
+    argv = ["--archs", "clip_probe", "--set", "clip_model=ViT-B-32-quickgelu", "--set", "clip_pretrained=openai"]
+    proc = run_offline(tmp_path, *argv)
+    assert "clip_pretrained='openai': could not load open_clip weights for 'ViT-B-32-quickgelu'" in proc.stderr
+    assert "clip_pretrained: none" in proc.stderr and "Ray" not in proc.stdout.replace("[sweep]", "")
     assert not (tmp_path / "m.db").exists()
 
 

@@ -36,6 +36,7 @@ from trainables.augment import eval_transform
 from trainables.config import BASELINE_FAMILY, TrialConfig
 from trainables.contracts import CHAMPION_ALIAS, CONFIRM_STAGE, MODEL_ID_TAG, SEARCH_STAGE, STAGE_TAG, TRIAL_ID_TAG
 from trainables.data import ImageSamplesDataset, check_image, load_splits
+from trainables.models import family_of
 
 pytestmark = pytest.mark.e2e
 EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG, GRADCAM_PNG, GRADCAM_NPZ)
@@ -121,20 +122,34 @@ def check_sweep_in_mlflow(
 def check_baseline_run(client: MlflowClient, c) -> None:
     """A baseline's run: its own settings and none of a network's, one report, the same evidence and
     model files without Grad-CAM (which its tag says does not apply)."""
-    assert {"hog_orientations", "hog_cell", "hog_block", "svm_c"} <= set(c.data.params)
-    assert not set(NETWORK_ONLY) & set(c.data.params)
+    arch = c.data.params["arch"]
+    own = {k for k, when in CONDITIONAL.items() if when.parent == "arch" and when.holds(arch)}
+    others = {k for k, when in CONDITIONAL.items() if when.parent == "arch" and not when.holds(arch)}
+    assert own and own <= set(c.data.params) and not (others | set(NETWORK_ONLY)) & set(c.data.params)
     assert c.info.run_name.startswith(c.data.params["arch"] + "-")
     assert c.data.tags["stopped_early"] == "false" and int(c.data.metrics["epochs_run"]) == 1
     for key in BASELINE_METRICS:
         assert [m.step for m in client.get_metric_history(c.info.run_id, key)] == [1], key
     for key in M.SUMMARY_METRICS:
         assert key in c.data.metrics, key
-    assert "support vectors" in c.data.params["weights_source"]
+    source = c.data.params["weights_source"]
+    assert ("support vectors" in source) if arch == "hog_svm" else source.startswith("random init; ")
     evidence = {a.path for a in client.list_artifacts(c.info.run_id, "evidence")}
     assert evidence == {f"evidence/{f}" for f in EVIDENCE_FILES if f not in (GRADCAM_PNG, GRADCAM_NPZ)}
-    assert c.data.tags["gradcam"].startswith("none: ValueError: Grad-CAM does not apply to hog_svm")
+    assert c.data.tags["gradcam"].startswith("none: ValueError: Grad-CAM")
     assert [a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")] == ["checkpoint/best_model.pt"]
     assert c.data.tags[MODEL_ID_TAG].startswith("m-")
+
+
+def check_rows_are_their_runs(rows: list[dict], children: list) -> None:
+    """Each row of the comparison table is the numbers of the MLflow run it names."""
+    by_run = {c.info.run_id: c for c in children}
+    for r in rows:
+        run = by_run[r["MLflow run"]]
+        assert r["family"] == run.data.params["family"] and r["architecture"].startswith(run.data.params["arch"])
+        for column, metric in (("val acc", M.BEST_VAL_ACC), ("test acc", M.TEST_ACC), ("test macro-F1", M.TEST_F1)):
+            assert float(r[f"{column} (%)"]) == pytest.approx(100 * run.data.metrics[metric]), column
+        assert float(r["train time (s)"]) == pytest.approx(run.data.metrics[M.TRAIN_TIME], rel=1e-3)
 
 
 def read_table(tmp_path: Path) -> list[dict]:
@@ -157,6 +172,7 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert parent.data.tags["version.ray"].startswith("2.60")
     rows = read_table(tmp_path)
     assert {r["family"] for r in rows} == FAMILIES | {BASELINE_FAMILY} and len(rows) == 5
+    check_rows_are_their_runs(rows, children)
     by_run = {c.info.run_id: c for c in children}
     for r in rows:  # each row is the numbers of the MLflow run it names
         run = by_run[r["MLflow run"]]
@@ -392,11 +408,24 @@ def check_recipe_kept(proc: subprocess.CompletedProcess, parent, children, cfg) 
     assert f"search: {cfg.search}" in proc.stdout
 
 
+# What the other recipes need offline: the baselines' CLIP as the test-sized model open_clip builds from this
+# project's config, with random weights (the table labels them so), and the networks from random weights.
+OFFLINE = {"baselines": [*OFFLINE_CPU, "--set", "clip_model=cvsweep-tiny", "--set", "clip_pretrained=none"]}
+
+
 @pytest.mark.parametrize("recipe", OTHER_RECIPES, ids=lambda p: p.stem)
 def test_every_shipped_recipe_runs_as_a_smoke_sweep(tmp_path, ray_tmp, recipe):
     cfg = load_config(recipe)
-    proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem)
+    offline = OFFLINE.get(recipe.stem, [])
+    proc, uri = run_sweep(tmp_path, ray_tmp, "--config", str(recipe), "--experiment", recipe.stem, *offline)
     trials = len(cfg.archs) + cfg.smoke().confirm.trials
-    client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=trials)
+    families = {family_of(a) for a in cfg.archs}
+    client, parent, children = check_sweep_in_mlflow(uri, recipe.stem, trials=trials, families=families)
     check_recipe_kept(proc, parent, children, cfg)
-    assert len(read_table(tmp_path)) == len(cfg.archs)
+    rows = read_table(tmp_path)
+    assert len(rows) == len(cfg.archs)  # one row per baseline and per network
+    check_rows_are_their_runs(rows, children)
+    if BASELINE_FAMILY in families:  # CLIP with random weights, and the table says so
+        assert {r["architecture"] for r in rows} >= {
+            "hog_svm", "clip_zeroshot (cvsweep-tiny, random weights)", "clip_probe (cvsweep-tiny, random weights)"
+        }  # fmt: skip

@@ -14,7 +14,7 @@ from sweeps.config import ConfigError, config_from_dict, trial_params
 from trainables.baselines import HogSVM, fit_baseline
 from trainables.config import TrialConfig
 from trainables.data import load_digits
-from trainables.models import build_model, data_config, family_of
+from trainables.models import build_model, data_config, family_of, load_model
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,81 @@ def test_recipe_keeps_each_setting_to_the_architectures_it_belongs_to():
 
     with pytest.raises(ConfigError, match=r"space.svm_c: only used when arch is 'hog_svm'"):
         config_from_dict({"space": {"arch": ["resnet18"], "svm_c": [1, 10]}})
-    with pytest.raises(ConfigError, match=r"space.lr: only used when arch is not 'hog_svm'"):
+    with pytest.raises(ConfigError, match=r"space.lr: only used when arch is none of 'hog_svm', 'clip_zeroshot'"):
         config_from_dict({"space": {"arch": "hog_svm", "lr": 1e-3}})
     with pytest.raises(ConfigError, match=r"a HOG block of 3 cells of 16 px must fit in the 32 px image"):
         config_from_dict({"space": {"arch": "hog_svm", "hog_cell": 16, "hog_block": 3}})
     with pytest.raises(ConfigError, match=r"svm_c: must be > 0"):
         config_from_dict({"space": {"arch": "hog_svm", "svm_c": 0}})
+
+
+def tiny_clip_trial(arch: str, **settings) -> TrialConfig:
+    """A CLIP baseline on the test-sized open_clip config this project ships, random weights: nothing fetched."""
+    return TrialConfig(arch=arch, clip_model="cvsweep-tiny", clip_pretrained="none", max_epochs=4, **settings)
+
+
+def test_clip_zero_shot_scores_each_class_by_its_prompts_text_embedding(digits):
+    import open_clip
+
+    from trainables.clip_baselines import create_clip
+
+    prompts = "a photo of the number {}.|a drawing of a {}."
+    r = next(fit_baseline(tiny_clip_trial("clip_zeroshot", clip_prompts=prompts), digits, torch.device("cpu")))
+    assert r.metrics["epoch"] == 1 and "zero-shot, 2 prompt template(s)" in r.state["info"]["weights_source"]
+    assert r.state["info"]["weights_source"].startswith("random init")
+    state = r.state["best"]["model"]
+    # the same random CLIP again (the trial's seed), its text tower read directly: one row per class, the mean of
+    # the class's normalised prompt embeddings, normalised, times CLIP's logit scale
+    torch.manual_seed(0)
+    clip = create_clip("cvsweep-tiny", "none").eval()
+    tokenizer = open_clip.get_tokenizer("cvsweep-tiny")
+    with torch.no_grad():
+        for c in ("0", "7"):
+            texts = [t.format(c) for t in prompts.split("|")]
+            e = clip.encode_text(tokenizer(texts), normalize=True).mean(0)
+            want = clip.logit_scale.exp() * e / e.norm()
+            torch.testing.assert_close(state["head.weight"][int(c)], want, rtol=1e-4, atol=1e-5)
+    assert not state["head.bias"].any()
+    # the checkpoint rebuilds the classifier (its open_clip config travels with it) and predicts as logged
+    model = load_model("clip_zeroshot", 10, None, state)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        f = clip.visual(x)
+        torch.testing.assert_close(model(x), (f / f.norm(dim=-1, keepdim=True)) @ state["head.weight"].T)
+
+
+def test_clip_linear_probe_is_scikit_learns_logistic_regression_on_clip_features(digits):
+    from sklearn.linear_model import LogisticRegression
+
+    r = next(fit_baseline(tiny_clip_trial("clip_probe", probe_c=0.5), digits, torch.device("cpu")))
+    assert "LogisticRegression (C=0.5)" in r.state["info"]["weights_source"]
+    model = load_model("clip_probe", 10, None, r.state["best"]["model"])
+    x = torch.rand(16, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.features(x).numpy()
+        logits = model(x).numpy()
+    lr = LogisticRegression(C=0.5, max_iter=2000)
+    lr.coef_, lr.intercept_ = model.head.weight.detach().numpy(), model.head.bias.detach().numpy()
+    lr.classes_ = np.arange(10)
+    np.testing.assert_array_equal(logits.argmax(1), lr.predict(feats))
+    # random CLIP features still carry something a probe can use; its accuracy is above chance (10 classes)
+    assert r.metrics["val_acc"] > 0.2
+    # every cost column applies: CLIP runs in torch
+    prof = profile_model(model, 32, timing_s=0.05, onnx=False)
+    assert prof.flops > 0 and prof.params == sum(p.numel() for p in model.parameters())
+
+
+def test_clip_settings_are_checked(tmp_path):
+    from trainables.clip_baselines import create_clip
+
+    with pytest.raises(ValueError, match=r"open_clip has no model named 'ViT-B-99'"):
+        create_clip("ViT-B-99", "none")
+    with pytest.raises(FileNotFoundError, match=r"no such weights file"):
+        create_clip("cvsweep-tiny", str(tmp_path / "missing.bin"))
+    with pytest.raises(ConfigError, match=r"clip_prompts: '\|'-separated templates, each with"):
+        config_from_dict({"space": {"arch": "clip_zeroshot", "clip_prompts": "a photo"}})
+    with pytest.raises(ConfigError, match=r"space.probe_c: only used when arch is 'clip_probe'"):
+        config_from_dict({"space": {"arch": "clip_zeroshot", "probe_c": [0.1, 1]}})
+    params = trial_params({"arch": "clip_probe", "max_epochs": 4, "seed": 0})
+    assert {"clip_model", "clip_pretrained", "probe_c"} <= set(params)
+    assert not {"img_size", "clip_prompts", "lr", "svm_c"} & set(params)  # CLIP takes its own input size
