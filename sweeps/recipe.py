@@ -76,6 +76,17 @@ class Dim:
             return trial.suggest_int(name, lo, hi)
         return trial.suggest_float(name, lo, hi, log=self.kind == "loguniform")
 
+    def draw(self, rng: Any) -> Any:
+        """A random value of this axis (``rng``: a random.Random), log-uniform for a log range."""
+        lo, hi = self.values[0], self.values[-1]
+        if self.kind in ("fixed", "choice"):
+            return rng.choice(self.values)
+        if self.kind == "randint":
+            return rng.randint(lo, hi)
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        return rng.uniform(lo, hi)
+
     def start(self) -> Any:
         """A neutral starting value: the first choice, the middle of a range (geometric if log)."""
         lo, hi = self.values[0], self.values[-1]

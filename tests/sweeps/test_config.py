@@ -267,6 +267,22 @@ def test_a_search_of_a_discrete_space_never_trains_a_configuration_twice(search)
     assert searcher.suggest("t6") == Searcher.FINISHED
 
 
+def test_a_baseline_that_wins_is_not_trained_again_in_a_continuous_space():
+    """hog_svm has nothing continuous to vary: once it is the best, TPE keeps proposing it. Each repeat is
+    answered from the study, so the search's trials go to the networks, and after MAX_REPEATS repeats in a
+    row a random draw moves the search on."""
+    space = {"arch": ["hog_svm", "resnet18", "convnext_atto"], "lr": {"loguniform": [1e-4, 1e-2]}}
+    cfg = config_from_dict({"search": "tpe", "num_samples": 16, "space": space})
+    searcher = search_algorithm(cfg)
+    archs = []
+    for i in range(16):
+        config = searcher.suggest(f"t{i}")
+        archs.append(config["arch"])
+        assert ("lr" in config) == (config["arch"] != "hog_svm")  # a baseline has no learning rate
+        searcher.on_trial_complete(f"t{i}", {M.VAL_ACC: 0.99 if config["arch"] == "hog_svm" else 0.5})
+    assert archs.count("hog_svm") == 1 and searcher.repeats > 0
+
+
 def test_multi_objective_search_trades_accuracy_against_latency():
     cfg = load_config(CONFIG_DIR / "accuracy-vs-latency.yaml")
     search = search_algorithm(cfg)
