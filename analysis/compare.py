@@ -417,12 +417,17 @@ def baseline_verdict(table: pd.DataFrame) -> str:
         p = row.get(MCNEMAR_P)
         return "" if p is None or pd.isna(p) else f", McNemar p = {p:.2g}"
 
+    def val_of(row: pd.Series) -> str:  # what ranked it: the mean over seeds of a confirmed row
+        mean = row.get(SPREADS[M.BEST_VAL_ACC][0])
+        if row.get("seeds", 1) > 1 and mean is not None and not pd.isna(mean):
+            return f"{100 * mean:.1f}% validation, mean of {row['seeds']} seeds"
+        return f"{100 * row[M.BEST_VAL_ACC]:.1f}% validation"
+
     if is_base.iloc[0]:
         return (
-            f"A baseline is the top row: {top['arch']} ({100 * top[M.BEST_VAL_ACC]:.1f}% validation, "
-            f"{100 * top[M.TEST_ACC]:.1f}% test) is ahead of every network on validation; the best network, "
-            f"{net['arch']} ({100 * net[M.BEST_VAL_ACC]:.1f}% validation), is {net.get(VS_TOP) or 'not compared'} "
-            f"on the test split{p_of(net)}."
+            f"A baseline is the top row: {top['arch']} ({val_of(top)}; {100 * top[M.TEST_ACC]:.1f}% test) ranks "
+            f"ahead of every network on validation; the best network, {net['arch']} ({val_of(net)}), is "
+            f"{net.get(VS_TOP) or 'not compared'} on the test split{p_of(net)}."
         )
     said = []
     for _, row in table[is_base].iterrows():

@@ -166,6 +166,12 @@ def test_clip_settings_are_checked(tmp_path):
         create_clip("ViT-B-99", "none")
     with pytest.raises(FileNotFoundError, match=r"no such weights file"):
         create_clip("cvsweep-tiny", str(tmp_path / "missing.bin"))
+    # a local weights file is what open_clip loads (weights_only), nothing fetched
+    torch.manual_seed(1)
+    saved = create_clip("cvsweep-tiny", "none").state_dict()
+    torch.save(saved, tmp_path / "tiny.pt")
+    loaded = create_clip("cvsweep-tiny", str(tmp_path / "tiny.pt")).state_dict()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     with pytest.raises(ConfigError, match=r"clip_prompts: '\|'-separated templates, each with"):
         config_from_dict({"space": {"arch": "clip_zeroshot", "clip_prompts": "a photo"}})
     with pytest.raises(ConfigError, match=r"space.probe_c: only used when arch is 'clip_probe'"):
