@@ -59,7 +59,7 @@ from analysis.report_parts import (  # noqa: E402
     trial_fate,
     trials_planned,
 )
-from analysis.significance import against_top  # noqa: E402
+from analysis.significance import ACC_CI_HIGH, ACC_CI_LOW, VS_TOP, against_top  # noqa: E402
 from sweeps.credentials import TRACKING_URI_HELP  # noqa: E402
 from sweeps.credentials import shown as shown_uri  # noqa: E402  (analysis.compare's shown is the table's)
 from sweeps.tracking import TrackingUnavailable, check_tracking_store, use_tracking_uri  # noqa: E402
@@ -245,8 +245,36 @@ def build_report(
     page.write_text(to_html(table, facts, plots, evidence))
     if log:
         log_report(parent, out_dir)
+        mlflow.MlflowClient().set_tag(parent.info.run_id, NOTE_TAG, overview(table, facts))
     progress(f"report written in {time.perf_counter() - t0:.1f} s: {page}")
     return Report(md, csv, page, table, prof)
+
+
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (its Overview)
+# The columns of the run's description: the answer and its cost, not all of the report's.
+OVERVIEW_COLUMNS = (
+    "arch", FAMILY_PARAM, "seeds", M.BEST_VAL_ACC, "val_acc_mean", "val_acc_std", M.TEST_ACC, ACC_CI_LOW,
+    ACC_CI_HIGH, VS_TOP, M.TEST_F1, "params_m", "gflops", "latency_ms",
+)  # fmt: skip
+
+
+def overview(table: pd.DataFrame, facts: dict) -> str:
+    """The sweep run's description in the MLflow UI: the answer in one line (the top row, which is the
+    champion), the baselines' verdict, and the table's key columns in Markdown; the report is linked."""
+    if table.empty:
+        return f"No finished trial reported a validation accuracy. {fate_line(facts['fate'])}"
+    top = table.iloc[0]
+    mean, low = top.get("val_acc_mean"), top.get(ACC_CI_LOW)
+    if top["seeds"] > 1 and not pd.isna(mean):
+        val = f"{100 * mean:.1f}% validation (mean of {top['seeds']} seeds)"
+    else:
+        val = f"{100 * top[M.BEST_VAL_ACC]:.1f}% validation"
+    ci = "" if low is None or pd.isna(low) else f" (95% CI {100 * low:.1f}-{100 * top[ACC_CI_HIGH]:.1f})"
+    answer = f"**Answer**: {top['arch']}: {val}, {100 * top[M.TEST_ACC]:.1f}% test accuracy{ci}."
+    keep = [c for c in OVERVIEW_COLUMNS if c in table]
+    lines = [answer, "", facts["baselines"], "", _display(table[keep]).to_markdown(index=False), ""]
+    lines.append(f"{fate_line(facts['fate'])} The whole report: artifacts, `report/report.html`.")
+    return "\n".join(line for line in lines if line is not None)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:

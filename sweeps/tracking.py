@@ -6,6 +6,8 @@ of the sweep's best model. The child runs of the trials are ``sweeps.trial_runs`
 from __future__ import annotations
 
 import getpass
+import hashlib
+import json
 import os
 import platform
 import socket
@@ -18,8 +20,10 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import requests
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from sweeps.credentials import (
     PASSWORD_ENV,
@@ -53,6 +57,32 @@ def run_name(config: dict[str, Any]) -> str:
     if freeze == "gradual":
         freeze += str(cfg.gradual_epochs)
     return f"{cfg.arch}-{freeze}-{cfg.augment}-lr{lr}"
+
+
+SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))  # summary prefix, MLflow's dataset context
+
+
+def dataset_inputs(summary: dict[str, Any], fingerprint: str | None) -> list[DatasetInput]:
+    """The sweep's data as MLflow dataset inputs, one per split, each with its context (train, validation,
+    test): a name, a digest of that split (from the split's fingerprint), where the images came from, and
+    their number and classes as its profile. What the MLflow UI's Dataset column shows and filters on."""
+    source = str(summary["data_source"])
+    local = Path(source).is_absolute() or Path(source).exists()
+    out = []
+    for split, context in SPLITS:
+        size = summary.get(f"{split}_size")
+        if not size:
+            continue
+        digest = hashlib.sha256(f"{fingerprint or source}/{split}".encode()).hexdigest()[:16]
+        dataset = Dataset(
+            name=f"{summary['data_name']}-{split}",
+            digest=digest,
+            source_type="local" if local else "code",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps({"num_rows": int(size), "num_classes": int(summary["num_classes"])}),
+        )
+        out.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return out
 
 
 def library_versions() -> dict[str, str]:

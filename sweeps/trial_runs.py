@@ -153,6 +153,7 @@ class MlflowTrialCallback(Callback):
         self._refused: list[dict] = []  # those writes, kept to be tried again by a resumed sweep
         self._samples: list | None = None  # the sweep's sample images (analysis.samples), read once
         self._ended: set[str] = set()  # trials that completed or failed for good while this process ran
+        self._datasets: list | None = None  # the sweep run's dataset inputs, read once, given to every trial run
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
@@ -376,6 +377,10 @@ class MlflowTrialCallback(Callback):
             },
         )
         self.client.log_batch(run.info.run_id, params=_params(params))
+        if self._datasets is None:  # the sweep's data, as its run records it: each trial trained on the same
+            self._datasets = self.client.get_run(self.parent_run_id).inputs.dataset_inputs
+        if self._datasets:
+            self.client.log_inputs(run.info.run_id, self._datasets)
         return run.info.run_id
 
     def _describe(self, config: dict) -> tuple[str, dict[str, Any]]:

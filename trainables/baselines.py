@@ -4,9 +4,10 @@ networks is paid for.
 ``hog_svm``: histogram-of-oriented-gradients features (scikit-image's ``hog``) standardised and classified
 by an RBF-kernel SVM (scikit-learn's ``SVC``, one-vs-one as libsvm trains it). It fits once on the training
 split (no epochs, no augmentation: the training images go through the same eval transform as validation and
-test) and reports once.
+test) and reports once. ``clip_zeroshot`` and ``clip_probe`` (``trainables.clip_baselines``) fit and report
+the same way (``fit_baseline``).
 
-The fitted baseline is a torch module like every other model of a sweep (``HogSVM``): images in, one score per
+The fitted HOG + SVM is a torch module like every other model of a sweep (``HogSVM``): images in, one score per
 class out, everything it learned in its state dict (the scaler's mean and scale, the support vectors, the
 dual coefficients and intercepts), so its checkpoint is saved, logged, loaded with ``weights_only=True``,
 timed and served exactly as a network's is. Its scores are scikit-learn's one-vs-rest decision function
@@ -56,7 +57,7 @@ OUTSIDE_TORCH = "the HOG + SVM's features are computed by scikit-image (NumPy), 
 class HogSVM(torch.nn.Module):
     """HOG features and a fitted RBF-kernel SVM as one module: (N, 3, H, W) images in [0, 1] in, (N, classes)
     scores out (scikit-learn's one-vs-rest decision function; the largest is the prediction). Built empty
-    (``build_baseline``) and filled by ``fit_hog_svm`` or ``load_state_dict``, which resizes the fitted
+    (``build_baseline``) and filled by its fit (``set_svm``) or ``load_state_dict``, which resizes the fitted
     tensors to the state it is given."""
 
     outside_torch = OUTSIDE_TORCH
@@ -92,13 +93,13 @@ class HogSVM(torch.nn.Module):
 
     def decision(self, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
         """scikit-learn's ``SVC.decision_function`` (``decision_function_shape='ovr'``) of standardised features."""
-        z = (torch.as_tensor(feats, dtype=torch.float64) - self.mean) / self.scale
+        z = (torch.as_tensor(feats, dtype=torch.float64, device=self.mean.device) - self.mean) / self.scale
         kernel = torch.exp(-self.gamma * torch.cdist(z, self.support_vectors).square())
         if self.num_classes == 2:  # scikit-learn's binary SVC: one decision, > 0 for the second class
             d = kernel @ self.dual_coef[0] + self.intercept[0]
             return torch.stack([-d, d], dim=1)
         start = torch.cumsum(self.n_support, 0) - self.n_support
-        votes = torch.zeros(len(z), self.num_classes, dtype=torch.float64)
+        votes = torch.zeros(len(z), self.num_classes, dtype=torch.float64, device=z.device)
         confidence = torch.zeros_like(votes)
         k = 0
         for i in range(self.num_classes):  # libsvm's one-vs-one layout, as scikit-learn reads it
@@ -116,7 +117,7 @@ class HogSVM(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.support_vectors.numel() == 0:
-            raise RuntimeError("this HOG + SVM is not fitted: fit_hog_svm or load_state_dict first")
+            raise RuntimeError("this HOG + SVM is not fitted: fit_baseline or load_state_dict first")
         return self.decision(self.features(x)).to(device=x.device, dtype=torch.float32)
 
     def set_svm(self, scaler, svc) -> None:  # noqa: ANN001 - a fitted StandardScaler and SVC
@@ -203,7 +204,8 @@ def fit_baseline(
     report = M.per_class_report(y_test, pred, k)
     report["true"], report["pred"] = y_test.tolist(), pred.tolist()
     size = int(f.dc["input_size"][-1])
-    latency_ms, _, _ = measure_latency(f.model, size, device, warmup=5, min_repeats=20, min_seconds=0.3)
+    timed_on = "cpu" if hasattr(f.model, "outside_torch") else device  # where its work happens
+    latency_ms, _, _ = measure_latency(f.model, size, timed_on, warmup=5, min_repeats=20, min_seconds=0.3)
     n_params = sum(p.numel() for p in f.model.parameters())
     info = TrialInfo(
         num_classes=k,
@@ -278,7 +280,7 @@ def _fit_hog_svm(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) 
         model.eval(),
         dc,
         model.features,
-        lambda x: model.decision(x).numpy(),
+        lambda x: model.decision(x).cpu().numpy(),
         (x_train, y_train),
         time.perf_counter() - t0,
         source,

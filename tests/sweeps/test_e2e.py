@@ -91,13 +91,18 @@ def check_sweep_in_mlflow(
     assert {c.data.tags[MLFLOW_PARENT_RUN_ID] for c in children} == {parent.info.run_id}
     assert len(children) == trials and {c.data.tags["family"] for c in children} == families
     assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == trials  # one run per trial, none twice
+    # the data each run trained, chose and was tested on, as MLflow datasets: one per split, with its context
+    for run in (parent, *children):
+        inputs = run.inputs.dataset_inputs
+        assert sorted(i.tags[0].value for i in inputs) == ["test", "train", "validation"], run.info.run_name
+        assert {i.dataset.digest for i in inputs} == {i.dataset.digest for i in parent.inputs.dataset_inputs}
     for c in children:
         assert c.info.status == "FINISHED", c.info.run_name
         if c.data.tags["family"] == BASELINE_FAMILY:
             check_baseline_run(client, c)
             continue
         # every trial parameter, defaults included; a conditional one only under its freeze strategy
-        expected = set(TrialConfig.field_names()) - set(CONDITIONAL) | set(NETWORK_ONLY)
+        expected = set(TrialConfig.field_names()) - set(CONDITIONAL) | set(NETWORK_ONLY) | {"img_size"}
         assert expected <= set(c.data.params) and not {"svm_c", "hog_cell"} & set(c.data.params)
         assert ("unfreeze_stages" in c.data.params) == (c.data.params["freeze"] == "partial")
         assert ("gradual_epochs" in c.data.params) == (c.data.params["freeze"] == "gradual")
@@ -200,6 +205,9 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert ("A baseline is the top row: hog_svm" in text) == (rows[0]["family"] == BASELINE_FAMILY)
     above = text.split("| architecture")[0]  # the verdict on the baselines, above the table
     assert "A baseline is the top row" in above or "Baselines against the top row" in above
+    # the answer where the MLflow UI shows the sweep run first: its description
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Answer**: {rows[0]['architecture']}: ") and "| architecture" in note
     check_confirmed_top_row(rows, children)
     check_trial_evidence(client, uri, children[0])
     check_metrics_against_sklearn(client, uri, parent, rows[0], by_run[rows[0]["MLflow run"]])
