@@ -5,7 +5,8 @@
 
 Contents: the comparison table; test accuracy against latency and against FLOPs with the Pareto front
 marked; every row's confusion matrix and learning curves (the files its trial logged); the trials'
-fate (finished, stopped early by ASHA, failed); the search space. Every sweep ends by writing it, and
+fate (finished, stopped early by ASHA, failed); what mattered (the searched settings' importances,
+``analysis.importance``); the search space. Every sweep ends by writing it, and
 it is logged to the sweep's parent MLflow run under ``report/``.
 """
 
@@ -28,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
+from mlflow.entities import Metric, Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
 
@@ -46,6 +47,7 @@ from analysis.compare import (  # noqa: E402
     sweep_runs,
 )
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PREDICTIONS_CSV  # noqa: E402
+from analysis.importance import importance_chart, importances  # noqa: E402
 from analysis.profile import NOT_APPLICABLE  # noqa: E402
 from analysis.report_parts import (  # noqa: E402
     CSS,
@@ -68,6 +70,7 @@ from trainables.config import BASELINE_FAMILY  # noqa: E402
 from trainables.contracts import (  # noqa: E402
     DETECT_TASK,
     FAMILY_PARAM,  # noqa: E402
+    RECIPE_FILE,
     SEARCHED_PARAM,
     SWEEP_TAG,
     TASK_TAG,
@@ -236,6 +239,13 @@ def build_report(
                 table, "gflops", "GFLOPs per image (1 MAC = 2 FLOPs)", figures / "acc_vs_flops.png", "accuracy vs FLOPs"
             )
         )
+    found, facts["importance_note"] = what_mattered(runs, parent)
+    facts["importances"] = found
+    facts["importance_png"] = importance_chart(found, figures / "importance.png") if found else None
+    if log and found:  # on the sweep's run too, to sort and chart sweeps by in the MLflow UI
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"importance_{k}", v, now, 0) for k, v in found.items()]
+        mlflow.MlflowClient().log_batch(parent.info.run_id, metrics=metrics)
     evidence = fetch_evidence(table, figures) if len(table) else {}
     csv = out_dir / "comparison.csv"
     shown(table).to_csv(csv, index=False)
@@ -277,6 +287,23 @@ def overview(table: pd.DataFrame, facts: dict) -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
+def what_mattered(runs: pd.DataFrame, parent) -> tuple[dict[str, float], str]:  # noqa: ANN001 - an MLflow Run
+    """The searched settings' importances (``analysis.importance``), the space read from the recipe the sweep
+    logged on its run; ({}, why not) for a sweep that logged none."""
+    import yaml
+
+    from sweeps.config import config_from_dict
+
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = mlflow.MlflowClient().download_artifacts(parent.info.run_id, RECIPE_FILE, d)
+            recipe = yaml.safe_load(Path(path).read_text())
+        space = config_from_dict(recipe, RECIPE_FILE).space
+    except Exception as e:  # noqa: BLE001 - an older sweep, or a recipe this version reads otherwise: said, not fatal
+        return {}, f"What mattered: not computed (the sweep's {RECIPE_FILE} could not be read: {str(e)[:200]})."
+    return importances(runs, space)
+
+
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     out = shown(table)
     return out.map(fmt) if not out.empty else out
@@ -307,6 +334,10 @@ def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: d
     if len(table) > MAX_EVIDENCE_ROWS:
         lines += [f"Evidence shown for the first {MAX_EVIDENCE_ROWS} of {len(table)} rows; every run has its own.", ""]
     space = facts["space"].map(lambda v: str(v).replace("|", "\\|"))  # a '|' in a value (prompts) ends a cell
+    lines += ["## What mattered", "", facts["importance_note"], ""]
+    if facts["importances"]:
+        rows = pd.DataFrame({"setting": list(facts["importances"]), "importance": list(facts["importances"].values())})
+        lines += [rows.to_markdown(index=False, floatfmt=".3f"), "", f"![importance]({FIGURES}/importance.png)", ""]
     lines += ["## Search space", "", space.to_markdown(index=False), ""]
     return "\n".join(lines)
 
@@ -358,6 +389,10 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
             parts.append("</div>")
         if len(table) > MAX_EVIDENCE_ROWS:
             parts.append(f"<p class=note>Shown for the first {MAX_EVIDENCE_ROWS} of {len(table)} rows.</p>")
+    parts += ["<h2>What mattered</h2>", f"<p class=note>{e(facts['importance_note'])}</p>"]
+    if facts["importances"]:
+        rows = pd.DataFrame({"setting": list(facts["importances"]), "importance": list(facts["importances"].values())})
+        parts += [rows.to_html(index=False, border=0, float_format="%.3f"), _img(facts["importance_png"], "importance")]
     parts += ["<h2>Search space</h2>", facts["space"].to_html(index=False, border=0), "</body></html>"]
     return "\n".join(parts)
 

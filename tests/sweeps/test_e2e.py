@@ -205,6 +205,10 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert ("A baseline is the top row: hog_svm" in text) == (rows[0]["family"] == BASELINE_FAMILY)
     above = text.split("| architecture")[0]  # the verdict on the baselines, above the table
     assert "A baseline is the top row" in above or "Baselines against the top row" in above
+    # which searched setting explained the results: the 4 network search trials of the smoke sweep
+    importance = text.split("## What mattered")[1].split("## Search space")[0]
+    assert "fANOVA" in importance and "| setting" in importance and "figures/importance.png" in importance
+    assert {f"importance_{k}" for k in ("arch", "freeze", "augment", "lr")} <= set(parent.data.metrics)
     # the answer where the MLflow UI shows the sweep run first: its description
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Answer**: {rows[0]['architecture']}: ") and "| architecture" in note
@@ -341,7 +345,10 @@ def check_report_in_a_browser(tmp_path: Path, n_rows: int, gradcams: int | None 
     assert seen.console_errors == [] and seen.failed_requests == []
     # two Pareto plots, then a confusion matrix, learning curves and Grad-CAM heatmaps per row
     gradcams = n_rows if gradcams is None else gradcams
-    assert len(seen.images) == 2 + 2 * n_rows + gradcams and all(w > 100 and h > 100 for _, w, h in seen.images)
+    importance = "Importances sum to 1" in seen.text  # the chart of what mattered, when it could be computed
+    assert "What mattered" in seen.text
+    n_images = 2 + 2 * n_rows + gradcams + importance
+    assert len(seen.images) == n_images and all(w > 100 and h > 100 for _, w, h in seen.images)
     assert seen.tables[0] == (n_rows, len(read_table(tmp_path)[0]))
     assert "stopped early by ASHA" in seen.text and "Search space" in seen.text
 

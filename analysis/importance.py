@@ -1,0 +1,95 @@
+"""Which searched setting mattered: Optuna's parameter importances (fANOVA) of a sweep's searched settings
+for its objective, computed from the trials' MLflow runs, and their bar chart.
+
+The trials are put into an in-memory Optuna study with the distributions of the recipe's space (so a
+finished sweep, or an older one, needs nothing but its runs and its recipe), then
+``optuna.importance.get_param_importances`` with its fANOVA evaluator, seeded. Only the search's network
+trials count: a baseline has none of the networks' settings, and a confirmation trial repeats a
+configuration with another seed. A setting that exists only under another (``unfreeze_stages`` under
+``freeze: partial``) is left out, as fANOVA needs every setting in every trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from trainables import metrics as M  # noqa: E402
+from trainables.config import BASELINE_FAMILY  # noqa: E402
+from trainables.contracts import FAMILY_PARAM, SEARCH_STAGE, STAGE_TAG  # noqa: E402
+
+MIN_TRIALS = 4  # fewer finished search trials than this: no importances (fANOVA on 3 points says nothing)
+
+
+def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC) -> tuple[dict, str]:
+    """({setting: importance} summing to 1, largest first; the note that says how) for the searched axes of
+    ``space`` (a recipe's ``Dim``s); ({}, why not) when it cannot be computed."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    done = runs[(runs["status"] == "FINISHED") & runs[f"metrics.{objective}"].notna()]
+    if f"tags.{STAGE_TAG}" in done:
+        done = done[done[f"tags.{STAGE_TAG}"].fillna(SEARCH_STAGE) == SEARCH_STAGE]
+    done = done[done[f"params.{FAMILY_PARAM}"] != BASELINE_FAMILY]
+    searched = {k: d for k, d in space.items() if d.searched}
+    if len(done) < MIN_TRIALS or not searched:
+        why = f"{len(done)} finished network search trials and {len(searched)} searched settings"
+        return {}, f"What mattered: not computed ({why}; it needs {MIN_TRIALS} trials and a searched setting)."
+
+    def distribution(d):  # noqa: ANN001, ANN202
+        if d.kind == "choice":
+            return CategoricalDistribution(list(d.values))
+        if d.kind == "randint":
+            return IntDistribution(d.values[0], d.values[1])
+        return FloatDistribution(d.values[0], d.values[1], log=d.kind == "loguniform")
+
+    def value(d, text: str):  # noqa: ANN001, ANN202 - a run's parameter, read back as the axis' type
+        if d.kind == "choice":
+            return next(c for c in d.values if str(c) == text)
+        return int(text) if d.kind == "randint" else float(text)
+
+    study = optuna.create_study(direction="maximize")
+    for _, run in done.iterrows():
+        present = {k: d for k, d in searched.items() if isinstance(run.get(f"params.{k}"), str)}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: value(d, run[f"params.{k}"]) for k, d in present.items()},
+                distributions={k: distribution(d) for k, d in present.items()},
+                value=float(run[f"metrics.{objective}"]),
+            )
+        )
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as e:  # e.g. no setting every trial has
+        return {}, f"What mattered: not computed ({type(e).__name__}: {str(e)[:200]})."
+    left_out = sorted(set(searched) - set(found))
+    note = (
+        f"What mattered: Optuna's fANOVA importance of each searched setting for {objective} (seed 0), over the "
+        f"{len(done)} finished search trials of the networks (ASHA-stopped ones at the value they stopped with, as "
+        "the search saw them; baselines and confirmation trials left out). Importances sum to 1; they say how much "
+        "of the variation in the objective each setting explains across this sweep's trials, not which value is best."
+    )
+    if left_out:
+        note += f" Left out (not in every one of those trials): {', '.join(left_out)}."
+    return {k: float(v) for k, v in found.items()}, note
+
+
+def importance_chart(found: dict[str, float], path: Path) -> Path:
+    """A horizontal bar per setting, the most important on top."""
+    names, values = list(found)[::-1], list(found.values())[::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.4 * len(names)))
+    ax.barh(names, values, color="C0")
+    ax.set(xlabel="importance (fANOVA, sums to 1)", xlim=(0, 1), title="what mattered")
+    for y, v in enumerate(values):
+        ax.annotate(f"{v:.2f}", (v, y), textcoords="offset points", xytext=(4, -3), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
