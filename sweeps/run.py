@@ -135,6 +135,7 @@ def build_tuner(task: Task, cfg: Recipe, data, sweep_name: str, callback) -> tun
             num_samples=num_trials(cfg) + cfg.confirm.trials,  # the searcher says when it has no more
             # Ray's default directory name is ~200 characters
             trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config[cfg.row_key]}",
+            trial_name_creator=lambda t: callback.trial_name(t.config),  # as its MLflow run is named
             # A trial starts in the process of one that ended: torch, timm and the data are loaded once per
             # slot, not once per trial (a trial sets all of its own state: threads, seeds, model, data).
             reuse_actors=True,

@@ -359,11 +359,18 @@ class MlflowTrialCallback(Callback):
             self._last_step[run_id] = max((m.step for m in history), default=0)
         return run_id
 
+    def trial_name(self, config: dict) -> str:
+        """The trial's name in Tune's console and its MLflow run's name: the configuration, and for a
+        confirmation trial its seed (which tells its runs apart)."""
+        name = self._describe(config)[0]
+        return name + f"-seed{config['seed']}" if self._stage(config) == CONFIRM_STAGE else name
+
+    def _stage(self, config: dict) -> str:
+        return SEARCH_STAGE if self.sweep_seed is None else stage_of(config, self.sweep_seed)
+
     def _create_run(self, trial_id: str, config: dict) -> str:
-        name, params = self._describe(config)
-        stage = SEARCH_STAGE if self.sweep_seed is None else stage_of(config, self.sweep_seed)
-        if stage == CONFIRM_STAGE:  # the configuration's name again: the seed tells its runs apart
-            name += f"-seed{config['seed']}"
+        name, params = self.trial_name(config), self._describe(config)[1]
+        stage = self._stage(config)
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,

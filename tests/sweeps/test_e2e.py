@@ -209,6 +209,8 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     importance = text.split("## What mattered")[1].split("## Search space")[0]
     assert "fANOVA" in importance and "| setting" in importance and "figures/importance.png" in importance
     assert {f"importance_{k}" for k in ("arch", "freeze", "augment", "lr")} <= set(parent.data.metrics)
+    # Tune's console names each trial as its MLflow run is named
+    assert all(f"Trial {c.info.run_name} completed" in proc.stdout for c in children), proc.stdout[-3000:]
     # the answer where the MLflow UI shows the sweep run first: its description
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Answer**: {rows[0]['architecture']}: ") and "| architecture" in note
