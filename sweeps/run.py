@@ -263,7 +263,8 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
         mlflow.set_tags({C.TASK_TAG: task.name, **task.tags()})
         fingerprint = {C.SPLIT_FINGERPRINT_PARAM: prepared.fingerprint} if prepared.fingerprint else {}
         mlflow.log_params({**cfg.flat(), **prepared.summary, **fingerprint})
-        mlflow.MlflowClient().log_inputs(parent_id, dataset_inputs(prepared.summary, prepared.fingerprint))
+        datasets = dataset_inputs(prepared.name, prepared.summary, prepared.fingerprint)
+        mlflow.MlflowClient().log_inputs(parent_id, datasets)
         searched = ",".join(k for k, d in cfg.space.items() if d.searched)  # what a "configuration" is
         mlflow.log_params({C.TRIALS_PLANNED_PARAM: n, C.SEARCHED_PARAM: searched or cfg.row_key})
         mlflow.log_param(C.CONFIRM_PLANNED_PARAM, cfg.confirm.trials)

@@ -62,11 +62,12 @@ def run_name(config: dict[str, Any]) -> str:
 SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))  # summary prefix, MLflow's dataset context
 
 
-def dataset_inputs(summary: dict[str, Any], fingerprint: str | None) -> list[DatasetInput]:
-    """The sweep's data as MLflow dataset inputs, one per split, each with its context (train, validation,
-    test): a name, a digest of that split (from the split's fingerprint), where the images came from, and
-    their number and classes as its profile. What the MLflow UI's Dataset column shows and filters on."""
-    source = str(summary["data_source"])
+def dataset_inputs(name: str, summary: dict[str, Any], fingerprint: str | None) -> list[DatasetInput]:
+    """The sweep's data (``name``, a task's ``Prepared.name``) as MLflow dataset inputs, one per split the
+    summary sizes, each with its context (train, validation, test): a digest of that split (from the split's
+    fingerprint), where the data came from, and its number of rows (and classes, where the task says) as its
+    profile. What the MLflow UI's Dataset column shows and filters on."""
+    source = str(summary.get("data_source", name))
     local = Path(source).is_absolute() or Path(source).exists()
     out = []
     for split, context in SPLITS:
@@ -74,12 +75,15 @@ def dataset_inputs(summary: dict[str, Any], fingerprint: str | None) -> list[Dat
         if not size:
             continue
         digest = hashlib.sha256(f"{fingerprint or source}/{split}".encode()).hexdigest()[:16]
+        profile = {"num_rows": int(size)}
+        if "num_classes" in summary:
+            profile["num_classes"] = int(summary["num_classes"])
         dataset = Dataset(
-            name=f"{summary['data_name']}-{split}",
+            name=f"{name}-{split}",
             digest=digest,
             source_type="local" if local else "code",
             source=json.dumps({"uri": source}),
-            profile=json.dumps({"num_rows": int(size), "num_classes": int(summary["num_classes"])}),
+            profile=json.dumps(profile),
         )
         out.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
     return out

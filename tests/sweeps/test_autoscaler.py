@@ -31,9 +31,9 @@ from tests.sweeps.test_faults import check_exactly_once
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
-# the table's timings as short as --smoke-test's
+# the table's timings as short as --smoke-test's; no confirmation stage (two trials are what the nodes are for)
 TINY = ["--num-samples", "2", "--max-epochs", "2", "--no-asha", "--set", "train_limit=200", "--img-size", "32",
-        "--set", "timing_s=0.2"]  # fmt: skip
+        "--set", "timing_s=0.2", "--set", "confirm=null"]  # fmt: skip
 
 
 def stop_processes_under(ray_tmp: str, head: subprocess.Popen) -> None:
