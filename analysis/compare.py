@@ -36,7 +36,7 @@ from analysis.significance import (
     Versus,
 )
 from trainables import metrics as M
-from trainables.config import BASELINE_FAMILY, is_baseline
+from trainables.config import BASELINE_FAMILY, CLIP_BASELINES, HOG_SVM, is_baseline
 from trainables.contracts import BEST_MODEL_ARTIFACT, FAMILY_PARAM, load_best_model
 from trainables.latency import LATENCY_MIN_SECONDS
 from trainables.models import build_model, load_model
@@ -340,6 +340,12 @@ def _interval(low: float, high: float) -> str:
 
 # TrialConfig fields that do not change what a model learns: left out of the recipe note
 NOT_RECIPE = ("arch", "num_workers")
+# How each baseline sees its images, beside its settings in the recipe note.
+BASELINE_HOW = {
+    HOG_SVM: ", no augmentation, images resized to img_size with pixels in [0, 1]; svm_gamma None = scikit-learn's "
+    "'scale'",
+    **dict.fromkeys(CLIP_BASELINES, ", no augmentation, CLIP's own input size and preprocessing (open_clip's)"),
+}
 
 
 def recipe_note(table_runs: pd.DataFrame) -> str:
@@ -375,10 +381,8 @@ def recipe_note(table_runs: pd.DataFrame) -> str:
             text += " Differing between rows: " + "; ".join(differ) + "."
     for _, run in table_runs[base].iterrows():
         settings = [f"{n} {v}" for n in fields if n != "max_epochs" and (v := _param(run.get(f"params.{n}"))) != "-"]
-        text += (
-            f" Baseline {run['params.arch']}: " + ", ".join(settings) + " (fitted once on the training split, no "
-            "augmentation, images resized to img_size with pixels in [0, 1]; svm_gamma None = scikit-learn's 'scale')."
-        )
+        how = BASELINE_HOW.get(run["params.arch"], "")
+        text += f" Baseline {run['params.arch']}: {', '.join(settings)} (fitted once on the training split{how})."
     return text.strip()
 
 
@@ -405,6 +409,15 @@ def _param(v) -> str:
         return str(v)
 
 
+def validation_text(row: pd.Series) -> str:
+    """What ranked a table row, in words: its validation accuracy, or for a confirmed configuration the mean
+    over its seeds."""
+    mean = row.get(SPREADS[M.BEST_VAL_ACC][0])
+    if row.get("seeds", 1) > 1 and mean is not None and not pd.isna(mean):
+        return f"{100 * mean:.1f}% validation, mean of {row['seeds']} seeds"
+    return f"{100 * row[M.BEST_VAL_ACC]:.1f}% validation"
+
+
 def baseline_verdict(table: pd.DataFrame) -> str:
     """What the baselines' rows say before anyone pays for a sweep over networks: whether one is the top
     row, or which are not distinguishable from it on the test split; empty without baselines and networks."""
@@ -417,17 +430,11 @@ def baseline_verdict(table: pd.DataFrame) -> str:
         p = row.get(MCNEMAR_P)
         return "" if p is None or pd.isna(p) else f", McNemar p = {p:.2g}"
 
-    def val_of(row: pd.Series) -> str:  # what ranked it: the mean over seeds of a confirmed row
-        mean = row.get(SPREADS[M.BEST_VAL_ACC][0])
-        if row.get("seeds", 1) > 1 and mean is not None and not pd.isna(mean):
-            return f"{100 * mean:.1f}% validation, mean of {row['seeds']} seeds"
-        return f"{100 * row[M.BEST_VAL_ACC]:.1f}% validation"
-
     if is_base.iloc[0]:
         return (
-            f"A baseline is the top row: {top['arch']} ({val_of(top)}; {100 * top[M.TEST_ACC]:.1f}% test) ranks "
-            f"ahead of every network on validation; the best network, {net['arch']} ({val_of(net)}), is "
-            f"{net.get(VS_TOP) or 'not compared'} on the test split{p_of(net)}."
+            f"A baseline is the top row: {top['arch']} ({validation_text(top)}; {100 * top[M.TEST_ACC]:.1f}% "
+            f"test) ranks ahead of every network on validation; the best network, {net['arch']} "
+            f"({validation_text(net)}), is {net.get(VS_TOP) or 'not compared'} on the test split{p_of(net)}."
         )
     said = []
     for _, row in table[is_base].iterrows():

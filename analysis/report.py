@@ -31,7 +31,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.entities import Metric, Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_PARENT_RUN_ID,  # noqa: E402
+    MLFLOW_RUN_NOTE,  # noqa: E402
+)
 
 from analysis.compare import (  # noqa: E402
     COLUMNS,
@@ -45,6 +48,7 @@ from analysis.compare import (  # noqa: E402
     select_rows,
     shown,
     sweep_runs,
+    validation_text,
 )
 from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PREDICTIONS_CSV  # noqa: E402
 from analysis.importance import importance_chart, importances  # noqa: E402
@@ -255,12 +259,11 @@ def build_report(
     page.write_text(to_html(table, facts, plots, evidence))
     if log:
         log_report(parent, out_dir)
-        mlflow.MlflowClient().set_tag(parent.info.run_id, NOTE_TAG, overview(table, facts))
+        mlflow.MlflowClient().set_tag(parent.info.run_id, MLFLOW_RUN_NOTE, overview(table, facts))
     progress(f"report written in {time.perf_counter() - t0:.1f} s: {page}")
     return Report(md, csv, page, table, prof)
 
 
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (its Overview)
 # The columns of the run's description: the answer and its cost, not all of the report's.
 OVERVIEW_COLUMNS = (
     "arch", FAMILY_PARAM, "seeds", M.BEST_VAL_ACC, "val_acc_mean", "val_acc_std", M.TEST_ACC, ACC_CI_LOW,
@@ -273,18 +276,13 @@ def overview(table: pd.DataFrame, facts: dict) -> str:
     champion), the baselines' verdict, and the table's key columns in Markdown; the report is linked."""
     if table.empty:
         return f"No finished trial reported a validation accuracy. {fate_line(facts['fate'])}"
-    top = table.iloc[0]
-    mean, low = top.get("val_acc_mean"), top.get(ACC_CI_LOW)
-    if top["seeds"] > 1 and not pd.isna(mean):
-        val = f"{100 * mean:.1f}% validation (mean of {top['seeds']} seeds)"
-    else:
-        val = f"{100 * top[M.BEST_VAL_ACC]:.1f}% validation"
+    top, low = table.iloc[0], table.iloc[0].get(ACC_CI_LOW)
     ci = "" if low is None or pd.isna(low) else f" (95% CI {100 * low:.1f}-{100 * top[ACC_CI_HIGH]:.1f})"
-    answer = f"**Answer**: {top['arch']}: {val}, {100 * top[M.TEST_ACC]:.1f}% test accuracy{ci}."
+    answer = f"**Answer**: {top['arch']}: {validation_text(top)}, {100 * top[M.TEST_ACC]:.1f}% test accuracy{ci}."
     keep = [c for c in OVERVIEW_COLUMNS if c in table]
     lines = [answer, "", facts["baselines"], "", _display(table[keep]).to_markdown(index=False), ""]
     lines.append(f"{fate_line(facts['fate'])} The whole report: artifacts, `report/report.html`.")
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def what_mattered(runs: pd.DataFrame, parent) -> tuple[dict[str, float], str]:  # noqa: ANN001 - an MLflow Run

@@ -81,12 +81,6 @@ def create_clip(clip_model: str, clip_pretrained: str):  # noqa: ANN201 - an ope
         ) from e
 
 
-def config_of(clip_model: str) -> dict[str, Any]:
-    import open_clip
-
-    return open_clip.get_model_config(_registered(clip_model))
-
-
 class ClipClassifier(torch.nn.Module):
     """CLIP's image tower and a linear head over its L2-normalised features: (N, 3, S, S) images, normalised as
     ``data_config`` says, in; (N, classes) logits out."""
@@ -104,12 +98,6 @@ class ClipClassifier(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        v = state_dict.get(prefix + "model_config")  # the bytes of the config it was built from
-        if v is not None and v.shape != self.model_config.shape:
-            self.model_config = torch.empty_like(v)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def from_state(num_classes: int, state: dict[str, torch.Tensor]) -> ClipClassifier:
@@ -152,7 +140,8 @@ def fit_clip(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> F
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)  # random weights (clip_pretrained: none) are the trial's seed's
     clip = create_clip(cfg.clip_model, cfg.clip_pretrained).eval().to(device)
-    config = config_of(cfg.clip_model)
+    name = _registered(cfg.clip_model)  # as create_clip found it
+    config = open_clip.get_model_config(name)
     model = ClipClassifier(clip.visual, config["embed_dim"], splits.num_classes, config).eval().to(device)
     dc = data_config(clip)
     weights = "random init" if cfg.clip_pretrained == RANDOM else f"open_clip:{cfg.clip_model}/{cfg.clip_pretrained}"
@@ -165,7 +154,7 @@ def fit_clip(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> F
     with torch.inference_mode():
         if cfg.arch == CLIP_ZEROSHOT:
             templates = cfg.clip_prompts.split("|")
-            tokenizer = open_clip.get_tokenizer(_registered(cfg.clip_model))
+            tokenizer = open_clip.get_tokenizer(name)
             text = open_clip.build_zero_shot_classifier(
                 clip, tokenizer, list(splits.classes), templates, num_classes_per_batch=10, device=device
             )  # (embed_dim, classes), each column L2-normalised
