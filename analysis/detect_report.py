@@ -21,12 +21,14 @@ from analysis.compare import _cost, profiles, sweep_runs
 from analysis.profile import Profile, profile_model
 from analysis.report_parts import (
     CSS,
+    SORT_SCRIPT,
     Report,
     data_source,
     fate_line,
     fmt,
     log_report,
     search_space,
+    sortable_table,
     sweep_title,
     trial_fate,
     trials_planned,
@@ -62,6 +64,11 @@ COLUMNS = {
 }
 PERCENT = (SELECT, "test_mAP50", "test_mAP50_95", "test_precision", "test_recall")
 COST = ("params_m", "gflops", "latency_ms", "latency_p90_ms", "throughput_ips", "size_mb")
+# The best value of these columns is marked in the HTML table: higher is better, or lower is.
+BEST = {
+    **{COLUMNS[k]: "max" for k in (*PERCENT, "throughput_ips")},
+    **{COLUMNS[k]: "min" for k in ("params_m", "gflops", "latency_ms", "latency_p90_ms", "size_mb", "train_time_s")},
+}
 
 
 def finished_detections(runs: pd.DataFrame) -> pd.DataFrame:
@@ -193,11 +200,11 @@ def build_detection_report(
                 f"<p class=note>MLflow parent run <code>{e(parent.info.run_id)}</code>.</p>",
                 f"<p class=missing>{e(empty)}</p>"
                 if table.empty
-                else display.to_html(index=False, classes="comparison", border=0)
-                + f"<p class=note>{e(method_note(prof))}</p>",
+                else sortable_table(shown(table), BEST)
+                + f"<p class=note>Click a header to sort by it. Bold: the best of a column. {e(method_note(prof))}</p>",
                 "<h2>Search space</h2>",
                 space.to_html(index=False, border=0),
-                "</body></html>",
+                f"<script>{SORT_SCRIPT}</script></body></html>",
             ]
         )
     )

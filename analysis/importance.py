@@ -1,5 +1,6 @@
 """Which searched setting mattered: Optuna's parameter importances (fANOVA) of a sweep's searched settings
-for its objective, computed from the trials' MLflow runs, and their bar chart.
+for its objective, computed from the trials' MLflow runs, their bar chart, and Optuna's parallel-coordinates
+plot of the same trials (each trial a line through its settings to its objective).
 
 The trials are put into an in-memory Optuna study with the distributions of the recipe's space (so a
 finished sweep, or an older one, needs nothing but its runs and its recipe), then
@@ -27,9 +28,9 @@ from trainables.contracts import FAMILY_PARAM, SEARCH_STAGE, STAGE_TAG  # noqa: 
 MIN_TRIALS = 4  # fewer finished search trials than this: no importances (fANOVA on 3 points says nothing)
 
 
-def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC) -> tuple[dict, str]:
-    """({setting: importance} summing to 1, largest first; the note that says how) for the searched axes of
-    ``space`` (a recipe's ``Dim``s); ({}, why not) when it cannot be computed."""
+def search_study(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC):  # noqa: ANN201
+    """An in-memory Optuna study of the sweep's finished network search trials (their searched settings, with
+    the distributions of ``space``, and ``objective``), and the searched axes."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -38,9 +39,6 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
         done = done[done[f"tags.{STAGE_TAG}"].fillna(SEARCH_STAGE) == SEARCH_STAGE]
     done = done[done[f"params.{FAMILY_PARAM}"] != BASELINE_FAMILY]
     searched = {k: d for k, d in space.items() if d.searched}
-    if len(done) < MIN_TRIALS or not searched:
-        why = f"{len(done)} finished network search trials and {len(searched)} searched settings"
-        return {}, f"What mattered: not computed ({why}; it needs {MIN_TRIALS} trials and a searched setting)."
 
     def distribution(d):  # noqa: ANN001, ANN202
         if d.kind == "choice":
@@ -54,7 +52,7 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
             return next(c for c in d.values if str(c) == text)
         return int(text) if d.kind == "randint" else float(text)
 
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(study_name="trials", direction="maximize")
     for _, run in done.iterrows():
         present = {k: d for k, d in searched.items() if isinstance(run.get(f"params.{k}"), str)}
         study.add_trial(
@@ -64,6 +62,19 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
                 value=float(run[f"metrics.{objective}"]),
             )
         )
+    return study, searched
+
+
+def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC) -> tuple[dict, str]:
+    """({setting: importance} summing to 1, largest first; the note that says how) for the searched axes of
+    ``space`` (a recipe's ``Dim``s); ({}, why not) when it cannot be computed."""
+    import optuna
+
+    study, searched = search_study(runs, space, objective)
+    n = len(study.trials)
+    if n < MIN_TRIALS or not searched:
+        why = f"{n} finished network search trials and {len(searched)} searched settings"
+        return {}, f"What mattered: not computed ({why}; it needs {MIN_TRIALS} trials and a searched setting)."
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
         found = optuna.importance.get_param_importances(study, evaluator=evaluator)
@@ -72,7 +83,7 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
     left_out = sorted(set(searched) - set(found))
     note = (
         f"What mattered: Optuna's fANOVA importance of each searched setting for {objective} (seed 0), over the "
-        f"{len(done)} finished search trials of the networks (ASHA-stopped ones at the value they stopped with, as "
+        f"{n} finished search trials of the networks (ASHA-stopped ones at the value they stopped with, as "
         "the search saw them; baselines and confirmation trials left out). Importances sum to 1; they say how much "
         "of the variation in the objective each setting explains across this sweep's trials, not which value is best."
     )
@@ -89,6 +100,29 @@ def importance_chart(found: dict[str, float], path: Path) -> Path:
     ax.set(xlabel="importance (fANOVA, sums to 1)", xlim=(0, 1), title="what mattered")
     for y, v in enumerate(values):
         ax.annotate(f"{v:.2f}", (v, y), textcoords="offset points", xytext=(4, -3), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def parallel_coordinates(runs: pd.DataFrame, space: dict[str, Any], path: Path, objective: str = M.BEST_VAL_ACC):  # noqa: ANN201
+    """Optuna's parallel-coordinates plot of the same trials as ``importances``: an axis per searched setting
+    that every one of them has, and the objective; None when fewer than 2 trials or no such setting."""
+    import warnings
+
+    import optuna
+
+    study, searched = search_study(runs, space, objective)
+    common = [k for k in searched if all(k in t.params for t in study.trials)]
+    if len(study.trials) < 2 or not common:
+        return None
+    with warnings.catch_warnings():  # "experimental": Optuna's matplotlib plots are labelled so since 2.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_parallel_coordinate(study, params=common, target_name=objective)
+    fig = ax.figure
+    fig.set_size_inches(max(6.4, 1.6 * (len(common) + 1)), 4.2)
+    ax.set_title(f"settings -> {objective}, {len(study.trials)} search trials (networks)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -32,7 +32,6 @@ import pandas as pd  # noqa: E402
 from mlflow.entities import Metric, Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.utils.mlflow_tags import (
-    MLFLOW_PARENT_RUN_ID,  # noqa: E402
     MLFLOW_RUN_NOTE,  # noqa: E402
 )
 
@@ -50,17 +49,21 @@ from analysis.compare import (  # noqa: E402
     sweep_runs,
     validation_text,
 )
-from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PREDICTIONS_CSV  # noqa: E402
-from analysis.importance import importance_chart, importances  # noqa: E402
+from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
+from analysis.importance import importance_chart, importances, parallel_coordinates  # noqa: E402
 from analysis.profile import NOT_APPLICABLE  # noqa: E402
 from analysis.report_parts import (  # noqa: E402
     CSS,
+    SORT_SCRIPT,
     Report,
     data_source,
     fate_line,
+    fetch_predictions,
     fmt,
     log_report,
     search_space,
+    sortable_table,
+    sweep_parents,
     sweep_title,
     trial_fate,
     trials_planned,
@@ -78,7 +81,6 @@ from trainables.contracts import (  # noqa: E402
     SEARCHED_PARAM,
     SWEEP_TAG,
     TASK_TAG,
-    TRIALS_PLANNED_PARAM,
     evidence_path,
 )
 from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
@@ -87,31 +89,19 @@ from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
 EVIDENCE = (("confusion matrix", CONFUSION_PNG), ("learning curves", CURVES_PNG), ("Grad-CAM", GRADCAM_PNG))
 MAX_EVIDENCE_ROWS = 12  # rows whose confusion matrix and curves are shown; every run keeps its own in MLflow
 FIGURES = "figures"
+PARALLEL_NOTE = (
+    "Every finished network search trial as a line through its searched settings to its best validation "
+    "accuracy (Optuna's parallel-coordinates plot, coloured by that accuracy)."
+)
 
 
 def find_sweep(experiment: str, sweep: str | None = None) -> tuple[str, Run]:
     """(experiment id, parent run) of the named sweep, or of the experiment's latest one."""
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise LookupError(
-            f"--experiment: no experiment named {experiment!r} at {shown_uri(mlflow.get_tracking_uri())}; "
-            f"experiments there: {', '.join(names) or 'none'}"
-        )
-    # A sweep's parent run records how many trials it planned; its trials' runs do not.
-    which = f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else f"tags.`{SWEEP_TAG}` LIKE '%'"
-    parents = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"{which} AND params.{TRIALS_PLANNED_PARAM} LIKE '%'",
-        order_by=["attributes.start_time DESC"],
-        max_results=10,
-    )
-    parents = [r for r in parents if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    exp_id, parents = sweep_parents(experiment, sweep, limit=1)
     if not parents:
         what = f"no sweep named {sweep!r}" if sweep else f"no sweep (parent run tagged '{SWEEP_TAG}')"
         raise LookupError(f"--sweep: experiment {experiment!r} has {what}")
-    return exp.experiment_id, parents[0]
+    return exp_id, parents[0]
 
 
 def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -172,23 +162,6 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
     return found
 
 
-def fetch_predictions(run_ids) -> dict[str, pd.DataFrame | None]:
-    """run_id -> the per-image test predictions its trial logged (PREDICTIONS_CSV), or None where the run
-    has none; one download per row, every row (the intervals and ties need them all)."""
-    found = {}
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as tmp:  # read, not kept: the run keeps them
-        for run_id in run_ids:
-            try:
-                got = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=evidence_path(PREDICTIONS_CSV), dst_path=f"{tmp}/{run_id}"
-                )
-                found[run_id] = pd.read_csv(got)
-            except MlflowException:  # the run has none: its cells stay empty, and the note says so
-                found[run_id] = None
-    return found
-
-
 def build_report(
     experiment_id: str,
     parent: Run,
@@ -243,7 +216,7 @@ def build_report(
                 table, "gflops", "GFLOPs per image (1 MAC = 2 FLOPs)", figures / "acc_vs_flops.png", "accuracy vs FLOPs"
             )
         )
-    found, facts["importance_note"] = what_mattered(runs, parent)
+    found, facts["importance_note"], facts["parallel_png"] = what_mattered(runs, parent, figures)
     facts["importances"] = found
     facts["importance_png"] = importance_chart(found, figures / "importance.png") if found else None
     if log and found:  # on the sweep's run too, to sort and chart sweeps by in the MLflow UI
@@ -285,9 +258,10 @@ def overview(table: pd.DataFrame, facts: dict) -> str:
     return "\n".join(lines)
 
 
-def what_mattered(runs: pd.DataFrame, parent) -> tuple[dict[str, float], str]:  # noqa: ANN001 - an MLflow Run
-    """The searched settings' importances (``analysis.importance``), the space read from the recipe the sweep
-    logged on its run; ({}, why not) for a sweep that logged none."""
+def what_mattered(runs: pd.DataFrame, parent, figures: Path) -> tuple[dict[str, float], str, Path | None]:  # noqa: ANN001 - an MLflow Run
+    """The searched settings' importances (``analysis.importance``) and the trials' parallel-coordinates plot
+    (in ``figures``), the space read from the recipe the sweep logged on its run; ({}, why not, None) for a
+    sweep that logged none."""
     import yaml
 
     from sweeps.config import config_from_dict
@@ -298,8 +272,8 @@ def what_mattered(runs: pd.DataFrame, parent) -> tuple[dict[str, float], str]:  
             recipe = yaml.safe_load(Path(path).read_text())
         space = config_from_dict(recipe, RECIPE_FILE).space
     except Exception as e:  # noqa: BLE001 - an older sweep, or a recipe this version reads otherwise: said, not fatal
-        return {}, f"What mattered: not computed (the sweep's {RECIPE_FILE} could not be read: {str(e)[:200]})."
-    return importances(runs, space)
+        return {}, f"What mattered: not computed (the sweep's {RECIPE_FILE} could not be read: {str(e)[:200]}).", None
+    return (*importances(runs, space), parallel_coordinates(runs, space, figures / "parallel_coordinates.png"))
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -336,6 +310,8 @@ def to_markdown(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: d
     if facts["importances"]:
         rows = pd.DataFrame({"setting": list(facts["importances"]), "importance": list(facts["importances"].values())})
         lines += [rows.to_markdown(index=False, floatfmt=".3f"), "", f"![importance]({FIGURES}/importance.png)", ""]
+    if facts["parallel_png"]:
+        lines += [PARALLEL_NOTE, "", f"![parallel coordinates]({FIGURES}/{facts['parallel_png'].name})", ""]
     lines += ["## Search space", "", space.to_markdown(index=False), ""]
     return "\n".join(lines)
 
@@ -355,8 +331,36 @@ def _img(path: Path | None, alt: str) -> str:
     return f'<img{wide} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+# The HTML table's first view: what the answer and its cost are; every column is in the section below it.
+KEY_COLUMNS = ("arch", "freeze", "augment", "lr", M.TEST_ACC, ACC_CI_LOW, VS_TOP, M.TEST_F1, "latency_ms", "gflops",
+               "params_m")  # fmt: skip
+# Quality and cost columns whose best value is marked: higher is better, or lower is.
+BEST = {
+    **dict.fromkeys((M.BEST_VAL_ACC, M.TEST_ACC, M.TEST_TOP5, M.TEST_F1, M.TEST_PRECISION, M.TEST_RECALL), "max"),
+    "throughput_ips": "max",
+    **dict.fromkeys(
+        ("params_m", "gflops", "gmacs", "latency_ms", "latency_p90_ms", "onnx_latency_ms", "size_mb", M.TRAIN_TIME),
+        "min",
+    ),
+}
+
+
+def html_tables(table: pd.DataFrame) -> str:
+    """The key columns, sortable, best values marked; then every column, in a section that opens on a click."""
+    numbers = shown(table)
+    best = {COLUMNS[k]: d for k, d in BEST.items()}
+    key = [COLUMNS[k] for k in KEY_COLUMNS if COLUMNS[k] in numbers]
+    return (
+        sortable_table(numbers[key], best)
+        + "<p class=note>Click a header to sort by it. Bold: the best value of a quality or cost column.</p>"
+        + f"<details><summary>All {numbers.shape[1]} columns</summary><div class=scroll>"
+        + sortable_table(numbers, best)
+        + "</div></details>"
+    )
+
+
 def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict) -> str:
-    """One file, nothing fetched: styles inline, figures as data URIs, no scripts."""
+    """One file, nothing fetched: styles and the sorting script inline, figures as data URIs."""
     e = html.escape
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(facts['title'])}</title>",
@@ -372,7 +376,7 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
         parts += [
             f"<h2>Comparison</h2><p class=note>Rows: {e(facts['rows'])}.</p>",
             f"<p class=verdict>{e(facts['baselines'])}</p>" if facts["baselines"] else "",
-            _display(table).to_html(index=False, classes="comparison", border=0),
+            html_tables(table),
             f"<p class=note>{e(facts['method'])}</p>",
         ]
     if plots:
@@ -391,7 +395,10 @@ def to_html(table: pd.DataFrame, facts: dict, plots: list[Path], evidence: dict)
     if facts["importances"]:
         rows = pd.DataFrame({"setting": list(facts["importances"]), "importance": list(facts["importances"].values())})
         parts += [rows.to_html(index=False, border=0, float_format="%.3f"), _img(facts["importance_png"], "importance")]
-    parts += ["<h2>Search space</h2>", facts["space"].to_html(index=False, border=0), "</body></html>"]
+    if facts["parallel_png"]:
+        parts += [f"<p class=note>{e(PARALLEL_NOTE)}</p>", _img(facts["parallel_png"], "parallel coordinates")]
+    parts += ["<h2>Search space</h2>", facts["space"].to_html(index=False, border=0)]
+    parts += [f"<script>{SORT_SCRIPT}</script></body></html>"]
     return "\n".join(parts)
 
 
@@ -407,7 +414,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--experiment", required=True, help="MLflow experiment name (a sweep prints it; e.g. classify-digits)")
     add(
         "--sweep",
-        help=f"sweep name (the parent run's '{SWEEP_TAG}' tag, e.g. sweep-20261123-101500); default: the latest",
+        nargs="+",
+        help=f"sweep name (the parent run's '{SWEEP_TAG}' tag, e.g. sweep-20261123-101500); default: the latest. "
+        "Several: one table across them (as --all-sweeps)",
+    )
+    add(
+        "--all-sweeps",
+        action="store_true",
+        help="one table across every classification sweep of the experiment: the best row per architecture of "
+        "each, with its sweep and the recipe settings that differ between sweeps (analysis.across)",
     )
     add("--tracking-uri", help=TRACKING_URI_HELP)
     add("--rows", choices=list(ROW_MODES), default="arch", help="; ".join(f"{k}: {v}" for k, v in ROW_MODES.items()))
@@ -442,9 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (device == "cpu" or device.startswith("cuda")):
         print(f"error: --device {device!r}: use cpu, cuda or cuda:N", file=sys.stderr)
         return 2
+    if args.all_sweeps or len(args.sweep or []) > 1:
+        return across_main(args, device)
     try:
         check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)
-        exp_id, parent = find_sweep(args.experiment, args.sweep)
+        exp_id, parent = find_sweep(args.experiment, args.sweep[0] if args.sweep else None)
     except (TrackingUnavailable, LookupError, MlflowException) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -470,6 +487,27 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(report.markdown.read_text().split("\n## ")[0])
     print(f"report: {report.html}\ntable: {report.csv}")
+    return 0
+
+
+def across_main(args: argparse.Namespace, device: str) -> int:
+    """--all-sweeps, or several --sweep names: one table across the sweeps (``analysis.across``)."""
+    from analysis.across import across_table, sweeps_of, write_across
+
+    if args.all_sweeps and args.sweep:
+        print("error: --all-sweeps takes every sweep of the experiment; leave out --sweep", file=sys.stderr)
+        return 2
+    try:
+        check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)
+        exp_id, parents = sweeps_of(args.experiment, None if args.all_sweeps else args.sweep)
+    except (TrackingUnavailable, LookupError, MlflowException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = across_table(exp_id, parents, device, not args.no_profile, args.reprofile, print, args.timing_s)
+    out = args.out or Path("reports") / args.experiment / "across-sweeps"
+    done = write_across(table, args.experiment, parents, out)
+    print(done.markdown.read_text())
+    print(f"report: {done.html}\ntable: {done.csv}")
     return 0
 
 

@@ -6,6 +6,9 @@ style, and logging the report back to the parent run.
 
 from __future__ import annotations
 
+import html
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +16,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from analysis.compare import finished
+from analysis.evidence import PREDICTIONS_CSV
 from analysis.profile import Profile
 from trainables.contracts import (
     CONFIRM_PLANNED_PARAM,
@@ -24,6 +30,7 @@ from trainables.contracts import (
     STOPPED_EARLY_TAG,
     SWEEP_TAG,
     TRIALS_PLANNED_PARAM,
+    evidence_path,
 )
 
 # The search's settings shown beside the searched axes (the sweep config's names, as the parent run logs them).
@@ -102,14 +109,107 @@ def log_report(parent: Run, out_dir: Path) -> None:
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1500px;padding:0 1rem;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1240px;padding:0 1rem;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1rem 0}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3;position:sticky;top:0}
+th{background:#f3f3f3;position:sticky;top:0;z-index:1}
 td:nth-child(-n+5){text-align:left}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
+table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
+td.best{font-weight:bold;background:#e3f2e6}
+.scroll{overflow-x:auto;max-width:100%}
+details>summary{cursor:pointer;font-size:14px;margin:.5rem 0}
 .note{color:#555;font-size:13px;max-width:1100px}
 img{max-width:calc(50% - 1rem);margin:.5rem 1rem .5rem 0;border:1px solid #eee}
 img.wide{max-width:100%}
 .missing{color:#a00}
 .figs{display:flex;flex-wrap:wrap;align-items:flex-start}
 """
+
+
+# Sorting for every <table class=sortable>: a click on a header sorts the rows by that column, again reverses.
+# A cell's data-v (its number) sorts numerically; cells without one (n/a, empty, names) by text, after numbers.
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(t => t.querySelectorAll('thead th').forEach((th, i) =>
+  th.addEventListener('click', () => {
+    const asc = th.getAttribute('aria-sort') !== 'ascending';
+    t.querySelectorAll('thead th').forEach(h => h.removeAttribute('aria-sort'));
+    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+    const key = r => r.cells[i].dataset.v === undefined ? r.cells[i].textContent : Number(r.cells[i].dataset.v);
+    const body = t.tBodies[0];
+    Array.from(body.rows).sort((a, b) => {
+      const x = key(a), y = key(b), xn = typeof x === 'number', yn = typeof y === 'number';
+      if (xn !== yn) return xn ? -1 : 1;
+      const d = xn ? x - y : x.localeCompare(y, undefined, {numeric: true});
+      return asc ? d : -d;
+    }).forEach(r => body.appendChild(r));
+  })));
+"""
+
+
+def sortable_table(numbers: pd.DataFrame, best: dict[str, str]) -> str:
+    """An HTML table of ``numbers`` (display headers, values as measured) that sorts by any column
+    (``SORT_SCRIPT``), each cell shown as ``fmt`` writes it; in each column of ``best`` (header -> 'max' or
+    'min') the best value is marked (class ``best``; ties all marked)."""
+    e = html.escape
+    marks: dict[str, object] = {}
+    for column, direction in best.items():
+        if column in numbers:
+            values = pd.to_numeric(numbers[column], errors="coerce")
+            if values.notna().any():
+                marks[column] = values.max() if direction == "max" else values.min()
+    head = "".join(f"<th scope=col>{e(str(c))}</th>" for c in numbers.columns)
+    rows = []
+    for _, r in numbers.iterrows():
+        cells = []
+        for c in numbers.columns:
+            v = r[c]
+            number = isinstance(v, int | float | np.number) and not isinstance(v, bool) and not pd.isna(v)
+            attrs = f' data-v="{float(v)!r}"' if number else ""
+            if number and c in marks and v == marks[c]:
+                attrs += " class=best"
+            cells.append(f"<td{attrs}>{e(fmt(v))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table class="comparison sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def fetch_predictions(run_ids) -> dict[str, pd.DataFrame | None]:
+    """run_id -> the per-image test predictions its trial logged (PREDICTIONS_CSV), or None where the run
+    has none; one download per row, every row (the intervals and ties need them all)."""
+    found = {}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:  # read, not kept: the run keeps them
+        for run_id in run_ids:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=evidence_path(PREDICTIONS_CSV), dst_path=f"{tmp}/{run_id}"
+                )
+                found[run_id] = pd.read_csv(got)
+            except MlflowException:  # the run has none: its cells stay empty, and the note says so
+                found[run_id] = None
+    return found
+
+
+def sweep_parents(experiment: str, sweep: str | None = None, limit: int = 1000) -> tuple[str, list[Run]]:
+    """(experiment id, the parent runs of its sweeps, newest first, at most ``limit``): the one named ``sweep``,
+    or all. An experiment that is not there is named with the ones that are."""
+    from sweeps.credentials import shown as shown_uri
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise LookupError(
+            f"--experiment: no experiment named {experiment!r} at {shown_uri(mlflow.get_tracking_uri())}; "
+            f"experiments there: {', '.join(names) or 'none'}"
+        )
+    # A sweep's parent run records how many trials it planned; its trials' runs do not.
+    which = f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else f"tags.`{SWEEP_TAG}` LIKE '%'"
+    parents = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"{which} AND params.{TRIALS_PLANNED_PARAM} LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return exp.experiment_id, [r for r in parents if MLFLOW_PARENT_RUN_ID not in r.data.tags][:limit]

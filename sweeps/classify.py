@@ -6,6 +6,7 @@ learning rate, is best for these images, and what does each cost to run?
     python sweeps/classify.py --config sweeps/configs/grid.yaml   # another recipe
     python sweeps/classify.py --smoke-test        # a tiny sweep in about a minute
     python sweeps/classify.py --resume ~/ray_results/sweep-20261123-101500   # continue an interrupted sweep
+    python sweeps/classify.py --resume                                       # the newest interrupted one
 
 A sweep is a YAML recipe (--config, default sweeps/configs/quickstart.yaml); the flags below override
 its common settings. Ray Tune runs the trials (Optuna proposes them, ASHA stops those behind their own

@@ -150,10 +150,22 @@ def common_flags(task: str, checkpoint: str) -> list[Flag]:
             WHERE,
             None,
             None,
+            nargs="?",
+            const="",
             metavar="SWEEP_DIR",
             help="continue an interrupted sweep from its directory (printed when it started and when it stopped): "
-            "the same MLflow runs, finished trials kept, unfinished ones from their last checkpoint. "
-            "Only --address may be given with it.",
+            "the same MLflow runs, finished trials kept, unfinished ones from their last checkpoint. Alone, or "
+            "with a storage path: the newest interrupted sweep there (default ~/ray_results), the others listed. "
+            "Only --address and --verbose may be given with it.",
+        ),
+        _flag(
+            "--verbose",
+            SWEEP,
+            None,
+            None,
+            action="store_true",
+            help="Tune's console in full: a line per trial result with its settings, and its snapshot warnings "
+            "(default: Tune's status table only, every 30 s and at the end)",
         ),
     ]
 
@@ -277,7 +289,7 @@ def main(command: Command, argv: list[str] | None = None) -> int:
         return 2
     args = parse_args(command, argv)
     if "resume" in args:
-        others = [k for k in vars(args) if k not in ("resume", "address", "config")]
+        others = [k for k in vars(args) if k not in ("resume", "address", "config", "verbose")]
         others += ["config"] if args.config != str(command.default_recipe) else []
         if others:
             flags = ", ".join("--" + k.replace("_", "-") for k in others)
@@ -285,7 +297,9 @@ def main(command: Command, argv: list[str] | None = None) -> int:
             return 2
         from sweeps.run import resume_sweep
 
-        return resume_sweep(load_task(command), Path(args.resume), getattr(args, "address", None))
+        verbose = getattr(args, "verbose", False)
+        where = Path(args.resume) if args.resume else None
+        return resume_sweep(load_task(command), where, getattr(args, "address", None), verbose)
     from sweeps.recipe import ConfigError
 
     try:
@@ -295,4 +309,4 @@ def main(command: Command, argv: list[str] | None = None) -> int:
         return 2
     from sweeps.run import run_sweep
 
-    return run_sweep(load_task(command), cfg, PROJECT_ROOT)
+    return run_sweep(load_task(command), cfg, PROJECT_ROOT, getattr(args, "verbose", False))

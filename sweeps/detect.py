@@ -6,6 +6,7 @@ these images best, and what does each cost to run?
     python sweeps/detect.py --models yolo11n yolo11s --img-size 320 640
     python sweeps/detect.py --smoke-test              # one short trial per model, about 2 minutes
     python sweeps/detect.py --resume ~/ray_results/detect-20261123-101500   # continue an interrupted sweep
+    python sweeps/detect.py --resume                                        # the newest interrupted one
 
 Needs the detection extra: pip install -e ".[detect]" (Ultralytics, AGPL-3.0). A sweep is a YAML recipe
 (--config, default sweeps/configs/detect/default.yaml); the flags below override it. Every trial is an ordinary

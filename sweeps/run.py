@@ -43,6 +43,7 @@ from trainables import contracts as C
 # Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues, and its task.
 SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = C.RECIPE_FILE  # the recipe as run, overrides applied
+STUDY_FILE = "optuna.db"  # the search's Optuna study (SQLite), named after the sweep
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 # Storage faults: every later checkpoint would fail the same way, so the sweep stops (resumably) at the first.
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
@@ -126,11 +127,51 @@ def check_request(task: Task, cfg: Recipe, tracking_uri: str) -> tuple[Prepared 
     return prepared, "".join(problems)
 
 
-def build_tuner(task: Task, cfg: Recipe, data, sweep_name: str, callback) -> tune.Tuner:
+# Tune's console (Ray 2.60): its own reporter takes the columns to show only in the output engine that
+# RAY_AIR_NEW_OUTPUT=0 selects; the newer engine infers them (the first four metrics a trial reports, no
+# define-by-run settings) and prints a configuration box for every trial that starts.
+CONSOLE_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # Tune warns at every forced state snapshot when trials checkpoint faster than every 5 s: num_to_keep=1 is
+    # this sweep's choice (one complete checkpoint per trial), not a problem to fix. Its warning about a
+    # snapshot that is slow to write (a storage problem) stays.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+def quiet_console(verbose: bool) -> None:
+    """Tune's console as a sweep shows it: the status table only (``verbose``: also a line per result, with
+    the trial's settings, and Tune's snapshot warnings). A value the user set in the environment stands."""
+    for name, value in CONSOLE_ENV.items():
+        if not (verbose and name.startswith("TUNE_WARN")):
+            os.environ.setdefault(name, value)
+
+
+def progress_reporter(cfg: Recipe) -> tune.CLIReporter:
+    """Tune's status table: a row per trial (named as its MLflow run), with the searched settings, the
+    objectives and the epoch it reached. Not sorted by the objective: Tune's "current best trial" line, which
+    comes with sorting, cannot print a trial that lacks a conditional setting (Ray 2.60: KeyError)."""
+    settings = [k for k in cfg.ordered_keys() if cfg.space[k].searched] + ["seed"] * bool(cfg.confirm.trials)
+    return tune.CLIReporter(
+        metric_columns={**{o: o for o in cfg.objectives}, "training_iteration": "epoch"},
+        parameter_columns=settings or [cfg.row_key],
+        max_report_frequency=30,  # seconds between tables while trials run; the last one lists every trial
+        max_column_length=24,
+    )
+
+
+def study_storage(exp_dir: Path) -> str:
+    """The Optuna storage (SQLite, in the sweep's directory) that holds the sweep's study, named as the sweep."""
+    return f"sqlite:///{exp_dir / STUDY_FILE}"
+
+
+def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose: bool = False) -> tune.Tuner:
+    sweep_name = exp_dir.name
     return tune.Tuner(
         trainable_of(task, cfg, data),
         tune_config=tune.TuneConfig(
-            search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
+            # the space lives here (define-by-run), not in param_space
+            search_alg=search_algorithm(cfg, (study_storage(exp_dir), sweep_name)),
             scheduler=scheduler(cfg),
             num_samples=num_trials(cfg) + cfg.confirm.trials,  # the searcher says when it has no more
             # Ray's default directory name is ~200 characters
@@ -148,7 +189,8 @@ def build_tuner(task: Task, cfg: Recipe, data, sweep_name: str, callback) -> tun
             # One kept: Tune registers a checkpoint only once it is fully written, then drops the older one.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            verbose=1,
+            progress_reporter=progress_reporter(cfg),
+            verbose=2 if verbose else 1,
         ),
     )
 
@@ -229,8 +271,9 @@ def start_ray(cfg: Recipe) -> str | None:
     return None
 
 
-def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
+def run_sweep(task: Task, cfg: Recipe, project_root: Path, verbose: bool = False) -> int:
     t0 = time.perf_counter()
+    quiet_console(verbose)
     tracking_uri, credentials = use_tracking_uri(cfg.tracking_uri)
     if cfg.tracking_uri:  # the recipe as run, saved in the sweep directory and pickled by Tune: no credentials
         cfg = dataclasses.replace(cfg, tracking_uri=tracking_uri)
@@ -287,10 +330,12 @@ def run_sweep(task: Task, cfg: Recipe, project_root: Path) -> int:
         if kept := save_credentials(exp_dir, credentials):
             log(f"the credentials of {shown(tracking_uri)}: kept for --resume in {kept} (mode 0600), nowhere else")
         log(f"sweep directory: {exp_dir} (resume an interrupted sweep with --resume {exp_dir})")
+        mlflow.set_tag(C.OPTUNA_STUDY_TAG, study_storage(exp_dir))
+        log(f"Optuna study {sweep_name!r}: optuna-dashboard {study_storage(exp_dir)}")
         callback = task.callback(
             tracking_uri, exp_id, parent_id, sweep_name, cfg.tracking_wait_s, str(exp_dir), sweep_seed=cfg.seed
         )
-        tuner = build_tuner(task, cfg, prepared.data, sweep_name, callback)
+        tuner = build_tuner(task, cfg, prepared.data, exp_dir, callback, verbose)
         return finish(task, cfg, tuner, sweep, exp_dir, t0)
 
 
@@ -323,15 +368,53 @@ def forget_unsaved_trials(saved: set[str], parent_run_id: str) -> list[str]:
     return [r.info.run_id for r in gone]
 
 
-def resume_sweep(task: Task, exp_dir: Path, address: str | None) -> int:
-    """Continue an interrupted sweep: the same parent run, finished trials kept, unfinished ones
-    continued from their last checkpoints into their own child runs (Tuner.restore)."""
-    t0 = time.perf_counter()
-    exp_dir = exp_dir.expanduser().resolve()
-    if not (exp_dir / SWEEP_FILE).is_file():
-        found = sorted(p.parent for p in exp_dir.glob(f"*/{SWEEP_FILE}"))[-3:]
+def interrupted_sweeps(root: Path, task: Task) -> list[Path]:
+    """The sweep directories right under ``root`` of this task that did not finish, newest first."""
+    found = []
+    for f in root.glob(f"*/{SWEEP_FILE}"):
+        try:
+            sweep = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if sweep.get("task", "classify") == task.name and not sweep.get("finished"):
+            found.append((f.stat().st_mtime, f.parent))
+    return [d for _, d in sorted(found, reverse=True)]
+
+
+def sweep_to_resume(task: Task, path: Path) -> tuple[Path, str]:
+    """``path`` if it is a sweep directory; else the newest interrupted sweep of this task right under it (a
+    storage path: ``--resume`` alone looks in the default one), said, with the others listed. The problem
+    ('' when none)."""
+    if (path / SWEEP_FILE).is_file():
+        return path, ""
+    candidates = interrupted_sweeps(path, task)
+    if not candidates:
+        found = sorted(p.parent for p in path.glob(f"*/{SWEEP_FILE}"))[-3:]
         hint = f"; sweeps under it: {', '.join(map(str, found))}" if found else ""
-        return fail(f"--resume {exp_dir}: not a sweep directory (no {SWEEP_FILE}){hint}")
+        return path, (
+            f"--resume {path}: not a sweep directory (no {SWEEP_FILE}), nor a storage path with an interrupted "
+            f"{task.name} sweep in it{hint}"
+        )
+    chosen = candidates[0]
+    experiment = json.loads((chosen / SWEEP_FILE).read_text()).get("experiment", "?")
+    log(f"--resume {path}: the newest interrupted {task.name} sweep there is {chosen.name} (experiment {experiment!r})")
+    if len(candidates) > 1:
+        log(f"{len(candidates) - 1} more interrupted there; resume one with --resume DIR:")
+        for d in candidates[1:]:
+            log(f"  {d}")
+    return chosen, ""
+
+
+def resume_sweep(task: Task, exp_dir: Path | None, address: str | None, verbose: bool = False) -> int:
+    """Continue an interrupted sweep: the same parent run, finished trials kept, unfinished ones
+    continued from their last checkpoints into their own child runs (Tuner.restore, which keeps the
+    console the sweep started with). ``exp_dir``: the sweep's directory, or a storage path to take the
+    newest interrupted sweep from (None: the default storage path)."""
+    t0 = time.perf_counter()
+    quiet_console(verbose)
+    exp_dir, problem = sweep_to_resume(task, (exp_dir or Path(DEFAULT_STORAGE)).expanduser().resolve())
+    if problem:
+        return fail(problem)
     sweep = json.loads((exp_dir / SWEEP_FILE).read_text())
     owner = sweep.get("task", "classify"), sweep.get("script", "classify.py")  # sweeps before tasks were recorded
     if owner[0] != task.name:
@@ -434,6 +517,7 @@ def finish(task: Task, cfg: Recipe, tuner: tune.Tuner, sweep: dict, exp_dir: Pat
     out_dir = Path(cfg.output_dir) / sweep["experiment"] / sweep["sweep_name"]
     report = task.report(cfg, sweep, out_dir, log)
     concluded = task.conclude(cfg, sweep, report)
+    (exp_dir / SWEEP_FILE).write_text(json.dumps({**sweep, "finished": True}, indent=2))  # not one to resume
     print()
     print(report.markdown.read_text().split("\n## ")[0])  # the table and how it was measured; figures in the HTML
     log(f"done in {time.perf_counter() - t0:.0f} s")

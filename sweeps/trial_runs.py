@@ -117,7 +117,7 @@ class MlflowTrialCallback(Callback):
     For classification trials; a task subclasses it with its own metric names and run contents
     (``DetectionTrialCallback``)."""
 
-    epoch_metrics: tuple[str, ...] = M.EPOCH_METRICS  # per-epoch curves, from each result
+    epoch_metrics: tuple[str, ...] = (*M.EPOCH_METRICS, *M.SYSTEM_METRICS)  # per-epoch curves, from each result
     summary_metrics: tuple[str, ...] = (*M.SUMMARY_METRICS, M.TEST_TOP5)  # from the last result
     history_metric: str = M.VAL_ACC  # read back to find the last epoch a run already has
 

@@ -43,6 +43,8 @@ class PageReport:
     tables: list[tuple[int, int]] = field(default_factory=list)  # (body rows, header cells)
     title: str = ""
     text: str = ""  # document.body.innerText
+    page_width: int = 0  # the document's scroll width: more than the window's means horizontal scrolling
+    sorted_columns: dict[str, list[list[str]]] = field(default_factory=dict)  # header -> its cells per click
 
 
 def chromium_path() -> str:
@@ -56,8 +58,16 @@ def chromium_path() -> str:
     return path
 
 
-def render_html(path: Path, screenshot: Path | None = None, width: int = 1280) -> PageReport:
-    """Open `path` (file://) in headless Chromium, wait for load and images, and report; optionally screenshot it."""
+# The cells of column `i` of the first table, top to bottom.
+_COLUMN = """i => Array.from(document.querySelector('table').tBodies[0].rows, r => r.cells[i].textContent)"""
+
+
+def render_html(
+    path: Path, screenshot: Path | None = None, width: int = 1280, click: tuple[str, ...] = ()
+) -> PageReport:
+    """Open `path` (file://) in headless Chromium, wait for load and images, and report; optionally screenshot it.
+    `click`: headers of the first table to click, each twice, as a reader sorting it would; `sorted_columns`
+    has that column's cells before, after one click and after two."""
     from playwright.sync_api import sync_playwright
 
     report = PageReport()
@@ -76,8 +86,17 @@ def render_html(path: Path, screenshot: Path | None = None, width: int = 1280) -
             report.tables = [tuple(t) for t in page.evaluate(_TABLES)]
             report.title = page.title()
             report.text = page.evaluate("() => document.body.innerText")
+            report.page_width = page.evaluate("() => document.documentElement.scrollWidth")
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
+            for header in click:
+                th = page.locator("table").first.locator("thead th", has_text=header).first
+                i = th.evaluate("th => th.cellIndex")
+                seen = [page.evaluate(_COLUMN, i)]
+                for _ in range(2):
+                    th.click()
+                    seen.append(page.evaluate(_COLUMN, i))
+                report.sorted_columns[header] = seen
         finally:
             browser.close()
     return report

@@ -182,13 +182,16 @@ def fit_baseline(
     epochs). A trial restored after its report has nothing left to do."""
     from trainables.contracts import BestEpoch, EpochReport, TrialInfo, TrialState
     from trainables.latency import measure_latency
+    from trainables.system import SystemMeter
 
     if resume is not None:
         return
     from trainables.clip_baselines import fit_clip
 
     fits = {HOG_SVM: _fit_hog_svm, **dict.fromkeys(CLIP_BASELINES, fit_clip)}
-    f = fits[cfg.arch](cfg, splits, device)
+    with SystemMeter(torch.get_num_threads(), device) as meter:  # the fit and its evaluation: no loader
+        f = fits[cfg.arch](cfg, splits, device)
+        system = meter.epoch()
     k, transform = splits.num_classes, eval_transform(f.dc)
 
     def scored(samples) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -244,6 +247,7 @@ def fit_baseline(
         M.BEST_EPOCH: 1,
         M.TRAIN_TIME: f.fit_time_s,
         **best["test"],
+        **system,
     }
     from trainables.augment import eval_config
 

@@ -158,6 +158,7 @@ TRACKING_ERROR_TAG = "tracking_error"  # MLflow writes of the trials not made ye
 STORAGE_ERROR_TAG = "storage_error"  # the storage fault that stopped the sweep
 FORGOTTEN_RUNS_TAG = "forgotten_runs"  # run ids deleted on resume: trials the saved state did not have
 FAILED_TRIALS_TAG = "failed_trials"  # the trial directories of failed trials
+OPTUNA_STUDY_TAG = "optuna_study"  # the Optuna storage URL of the sweep's study (named as the sweep)
 # On a trial's run.
 TRIAL_ID_TAG = "ray_trial_id"  # how a resumed sweep finds the trial's run again
 FAMILY_TAG = "family"  # the model family (also a parameter)

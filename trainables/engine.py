@@ -27,6 +27,7 @@ from trainables.data import DatasetSplits, ImageSamplesDataset
 from trainables.freeze import BackboneHold, apply_freeze, param_groups
 from trainables.latency import measure_latency
 from trainables.models import build_model, data_config, init_head, weights_source
+from trainables.system import SystemMeter
 
 # In-trial latency (multi-objective search): shorter than the comparison table's, as it runs every trial.
 TRIAL_LATENCY_RUNS = dict(warmup=5, min_repeats=20, min_seconds=0.3)
@@ -129,8 +130,8 @@ def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updat
     p.model.train()
     if p.hold is not None:
         p.hold.after_train_mode()
-    loss_sum, seen, preds, labels = 0.0, 0, [], []
-    for x, y in p.loaders["train"]:
+    loss_sum, seen, preds, labels, waited = 0.0, 0, [], [], [0.0]
+    for x, y in timed(p.loaders["train"], waited):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         target = y
         if p.mixup is not None:
@@ -152,7 +153,21 @@ def train_one_epoch(p: Pieces, device: torch.device, cfg: TrialConfig, num_updat
         preds.append(logits.detach().argmax(1).cpu())
         labels.append(y.cpu())
     m = M.classification_metrics(torch.cat(labels).numpy(), torch.cat(preds).numpy(), p.info["num_classes"])
-    return {M.TRAIN_LOSS: loss_sum / seen, M.TRAIN_ACC: m["acc"], M.TRAIN_F1: m["f1"], "images": seen}, num_updates
+    train = {M.TRAIN_LOSS: loss_sum / seen, M.TRAIN_ACC: m["acc"], M.TRAIN_F1: m["f1"], "images": seen}
+    return {**train, "data_wait_s": waited[0]}, num_updates
+
+
+def timed(batches, waited: list[float]):  # noqa: ANN001, ANN201 - any iterable; a generator of its items
+    """The items of ``batches``; the seconds spent waiting for them are added to ``waited[0]``."""
+    it = iter(batches)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        waited[0] += time.perf_counter() - t0
+        yield batch
 
 
 @torch.inference_mode()
@@ -206,52 +221,55 @@ def fit(
         p.scheduler.step_update(num_updates)
     k = splits.num_classes
     latency_ms, _, _ = measure_latency(p.model, p.info["input_size"], device, **TRIAL_LATENCY_RUNS)
-    for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
-        _seed_epoch(cfg.seed, epoch)
-        if p.hold is not None:  # gradual: head alone for gradual_epochs, then everything
-            p.hold.hold() if epoch <= cfg.gradual_epochs else p.hold.release()
-        t0 = time.perf_counter()
-        train, num_updates = train_one_epoch(p, device, cfg, num_updates)
-        t_train = time.perf_counter() - t0
-        val = evaluate(p, "val", device, k, cfg.amp)
-        improved = best is None or val["acc"] > best["val_acc"]
-        if improved:
-            test = evaluate(p, "test", device, k, cfg.amp, report=True)
-            best = BestEpoch(
+    with SystemMeter(torch.get_num_threads() + (cfg.num_workers or 0), device) as meter:
+        for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
+            meter.begin()
+            _seed_epoch(cfg.seed, epoch)
+            if p.hold is not None:  # gradual: head alone for gradual_epochs, then everything
+                p.hold.hold() if epoch <= cfg.gradual_epochs else p.hold.release()
+            t0 = time.perf_counter()
+            train, num_updates = train_one_epoch(p, device, cfg, num_updates)
+            t_train = time.perf_counter() - t0
+            val = evaluate(p, "val", device, k, cfg.amp)
+            improved = best is None or val["acc"] > best["val_acc"]
+            if improved:
+                test = evaluate(p, "test", device, k, cfg.amp, report=True)
+                best = BestEpoch(
+                    epoch=epoch,
+                    val_acc=val["acc"],
+                    test=M.as_test(test),
+                    test_report=test["report"],  # confusion matrix and per-class metrics on the test split
+                    classes=list(splits.classes),
+                    model={n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
+                )
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
+            metrics = {
+                M.EPOCH: epoch,
+                M.TRAIN_LOSS: train[M.TRAIN_LOSS],
+                M.TRAIN_ACC: train[M.TRAIN_ACC],
+                M.TRAIN_F1: train[M.TRAIN_F1],
+                M.VAL_LOSS: val["loss"],
+                M.VAL_ACC: val["acc"],
+                M.VAL_F1: val["f1"],
+                M.LR: p.optimizer.param_groups[0]["lr"],
+                M.EPOCH_TIME: epoch_time,
+                M.THROUGHPUT: train["images"] / t_train,
+                M.LATENCY: latency_ms,
+                M.BEST_VAL_ACC: best["val_acc"],
+                M.BEST_EPOCH: best["epoch"],
+                M.TRAIN_TIME: train_time,
+                **best["test"],
+                **meter.epoch(train["data_wait_s"], t_train),  # system/...: what the epoch asked of the machine
+            }
+            state = TrialState(
                 epoch=epoch,
-                val_acc=val["acc"],
-                test=M.as_test(test),
-                test_report=test["report"],  # confusion matrix and per-class metrics on the test split
-                classes=list(splits.classes),
-                model={n: t.detach().to("cpu", copy=True) for n, t in p.model.state_dict().items()},
+                num_updates=num_updates,
+                model=p.model.state_dict(),
+                optimizer=p.optimizer.state_dict(),
+                best=best,
+                train_time_s=train_time,
+                info=p.info,
+                preprocessing=eval_config(p.data_config),  # the eval transform, for whoever serves the model
             )
-        epoch_time = time.perf_counter() - t0
-        train_time += epoch_time
-        metrics = {
-            M.EPOCH: epoch,
-            M.TRAIN_LOSS: train[M.TRAIN_LOSS],
-            M.TRAIN_ACC: train[M.TRAIN_ACC],
-            M.TRAIN_F1: train[M.TRAIN_F1],
-            M.VAL_LOSS: val["loss"],
-            M.VAL_ACC: val["acc"],
-            M.VAL_F1: val["f1"],
-            M.LR: p.optimizer.param_groups[0]["lr"],
-            M.EPOCH_TIME: epoch_time,
-            M.THROUGHPUT: train["images"] / t_train,
-            M.LATENCY: latency_ms,
-            M.BEST_VAL_ACC: best["val_acc"],
-            M.BEST_EPOCH: best["epoch"],
-            M.TRAIN_TIME: train_time,
-            **best["test"],
-        }
-        state = TrialState(
-            epoch=epoch,
-            num_updates=num_updates,
-            model=p.model.state_dict(),
-            optimizer=p.optimizer.state_dict(),
-            best=best,
-            train_time_s=train_time,
-            info=p.info,
-            preprocessing=eval_config(p.data_config),  # the eval transform, for whoever serves the model
-        )
-        yield EpochReport(metrics=metrics, state=state, improved=improved)
+            yield EpochReport(metrics=metrics, state=state, improved=improved)

@@ -30,6 +30,13 @@ EPOCH_TIME = "epoch_time_s"  # wall seconds for train + validation of one epoch
 THROUGHPUT = "train_images_per_s"  # training images per wall second
 LATENCY = "latency_ms"  # batch-1 inference, median, timed inside the trial (shares the machine)
 EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_F1, VAL_LOSS, VAL_ACC, VAL_F1, LR, EPOCH_TIME, THROUGHPUT, LATENCY)
+# What each epoch asked of the machine (``trainables.system``), under the prefix of MLflow's "System metrics".
+SYSTEM_DATA_WAIT = "system/data_wait_percentage"  # of the training loop's time, blocked on the DataLoader
+SYSTEM_CPU = "system/cpu_utilization_percentage"  # of the cores the trial was given
+SYSTEM_PEAK_RSS = "system/peak_rss_megabytes"  # the trial's process and its loader workers
+SYSTEM_GPU_UTIL = "system/gpu_utilization_percentage"  # CUDA only
+SYSTEM_GPU_PEAK_MEMORY = "system/gpu_peak_memory_megabytes"  # CUDA only: torch's peak allocated memory
+SYSTEM_METRICS = (SYSTEM_DATA_WAIT, SYSTEM_CPU, SYSTEM_PEAK_RSS, SYSTEM_GPU_UTIL, SYSTEM_GPU_PEAK_MEMORY)
 
 # The trial's answer: the epoch that validation selected, and that epoch's model on the test split.
 BEST_VAL_ACC = "best_val_acc"

@@ -1,5 +1,7 @@
 """The report: files, what they say, the Pareto front, and the command line."""
 
+import csv
+
 import mlflow
 import numpy as np
 import pytest
@@ -30,7 +32,9 @@ def test_report_files_say_what_was_compared_and_what_is_missing(sweep, tmp_path)
     assert "| convnext_atto" in md and "test macro-F1 (%)" in md
     html = report.html.read_text()
     assert "confusion matrix: not logged by this run" in html  # these runs logged no evidence: said, not skipped
-    assert "<script" not in html and "http" not in html.split("</style>")[1].replace(mlflow.get_tracking_uri(), "")
+    # self-contained: one inline script (the table's sorting), nothing it or anything else fetches
+    assert html.count("<script>") == 1 and "<script src" not in html
+    assert "http" not in html.split("</style>")[1].replace(mlflow.get_tracking_uri(), "")
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "report")}
     assert {"report/report.md", "report/report.html", "report/comparison.csv"} <= logged
 
@@ -48,6 +52,32 @@ def test_command_line_writes_the_report_of_the_named_sweep(sweep, tmp_path, caps
     assert main(["--experiment", "t", "--sweep", "sweep-1", "--out", str(out), "--no-profile", "--rows", "trial"]) == 0
     assert (out / "report.html").is_file() and "one row per finished trial" in (out / "report.md").read_text()
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+
+
+def test_all_sweeps_gives_one_table_with_each_sweeps_best_per_architecture_and_what_differs(sweep, tmp_path, capsys):
+    exp_id, parent_id, ids = sweep
+    client = mlflow.MlflowClient()
+    (other,) = [r for r in client.search_runs([exp_id], "tags.sweep = 'sweep-2'") if "sweep" in r.data.tags]
+    client.log_param(parent_id, "img_size", 32)  # the settings the two sweeps were run with
+    client.log_param(other.info.run_id, "img_size", 64)
+    for run_id in (parent_id, other.info.run_id):
+        client.log_param(run_id, "data_source", "sklearn.datasets.load_digits")
+    out = tmp_path / "across"
+    assert main(["--experiment", "t", "--all-sweeps", "--no-profile", "--out", str(out)]) == 0
+    with open(out / "across.csv") as f:
+        rows = list(csv.DictReader(f))
+    # sweep-2's resnet18 (val 1.0), sweep-1's convnext (0.95) and its best finished resnet18 (0.90): best first
+    assert [(r["architecture"], r["sweep"], r["img_size"]) for r in rows] == [
+        ("resnet18", "sweep-2", "64"), ("convnext_atto", "sweep-1", "32"), ("resnet18", "sweep-1", "32")
+    ]  # fmt: skip
+    assert rows[2]["MLflow run"] == ids["r_high"] and "data_source" not in rows[0]  # the same in both: not a column
+    assert "vs top (5%)" not in rows[0]  # a paired test needs the same test images: not across sweeps
+    assert "settings that differ between these sweeps (img_size)" in (out / "across.md").read_text()
+    assert '<table class="comparison sortable">' in (out / "across.html").read_text()
+    # the same by naming the sweeps; a name that is not there is refused with the ones that are
+    assert main(["--experiment", "t", "--sweep", "sweep-1", "sweep-2", "--no-profile", "--out", str(out)]) == 0
+    assert main(["--experiment", "t", "--sweep", "sweep-1", "sweep-9", "--no-profile"]) == 2
+    assert "no sweep named sweep-9; its sweeps: sweep-2, sweep-1" in capsys.readouterr().err
 
 
 def test_a_mistyped_store_is_named_and_never_created(tmp_path, capsys):

@@ -12,7 +12,8 @@ from sklearn.metrics import f1_score
 
 from analysis.compare import COLUMNS, comparison_table, select_rows, shown, sweep_runs
 from analysis.evidence import write_predictions
-from analysis.report import build_report, fetch_predictions
+from analysis.report import build_report
+from analysis.report_parts import fetch_predictions
 from analysis.significance import (
     ACC_CI_HIGH,
     ACC_CI_LOW,

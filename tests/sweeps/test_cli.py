@@ -1,8 +1,11 @@
 """The entry script's command line: it explains itself and refuses bad input before Ray starts."""
 
+import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +35,7 @@ def test_help_explains_every_flag():
         "--storage-path",
         "--output-dir",
         "--address",
+        "--verbose",
         "--no-asha",
         "--max-failures",
         "--config",
@@ -178,6 +182,37 @@ def test_resume_needs_a_sweep_directory(tmp_path, capsys):
     (tmp_path / "sweep-1").mkdir()
     assert main(["--resume", str(tmp_path / "sweep-1")]) == 2
     assert "not a sweep directory (no cvsweep.json)" in capsys.readouterr().err
+
+
+def test_resume_alone_takes_the_newest_interrupted_sweep_of_its_task_and_lists_the_others(
+    tmp_path, capsys, monkeypatch
+):
+    """`--resume` with no directory looks in the default storage path (~/ray_results); with a storage path,
+    there. Finished sweeps and another task's sweeps are not candidates."""
+    root = tmp_path / "ray_results"
+
+    def sweep(name: str, age_s: int, **fields) -> Path:
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "cvsweep.json").write_text(json.dumps({"task": "classify", "experiment": "digits", **fields}))
+        os.utime(d / "cvsweep.json", (time.time() - age_s,) * 2)
+        return d
+
+    sweep("sweep-a", 10, finished=True)  # the newest, but it ended
+    older = sweep("sweep-b", 300)
+    newer = sweep("sweep-c", 200)
+    sweep("detect-d", 100, task="detect")  # python sweeps/detect.py's
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["--resume"]) == 2  # chosen and opened: this fake sweep has no recipe to continue with
+    out, err = capsys.readouterr()
+    assert f"the newest interrupted classify sweep there is {newer.name} (experiment 'digits')" in out
+    assert "1 more interrupted there" in out and str(older) in out and "sweep-a" not in out
+    assert "recipe" in err
+    for d in (older, newer):  # nothing left to resume: said, naming where it looked
+        (d / "cvsweep.json").write_text(json.dumps({"task": "classify", "finished": True}))
+    assert main(["--resume", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {root}: not a sweep directory (no cvsweep.json), nor a storage path with an interrupted" in err
 
 
 def test_resume_refuses_flags_that_would_change_the_sweep(tmp_path, capsys):

@@ -108,6 +108,28 @@ def test_a_sweep_across_nodes_survives_losing_a_worker_node_and_the_tracking_ser
         timeout=30,
     ).json()
     assert len(body["runs"]) == 5
+    # as the MLflow UI reads them: every run's Dataset column, the trials' System metrics per epoch, and the
+    # sweep run's description holding the answer and its table
+    for run in body["runs"]:
+        contexts = [
+            t["value"] for i in run["inputs"]["dataset_inputs"] for t in i["tags"] if t["key"] == "mlflow.data.context"
+        ]
+        assert sorted(contexts) == ["test", "train", "validation"], run["info"]["run_name"]
+        tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+        if "mlflow.parentRunId" not in tags:
+            assert (
+                tags["mlflow.note.content"].startswith("**Answer**: ")
+                and "| architecture" in tags["mlflow.note.content"]
+            )
+            continue
+        epochs = int(next(m["value"] for m in run["data"]["metrics"] if m["key"] == "epochs_run"))
+        for key in (M.SYSTEM_DATA_WAIT, M.SYSTEM_CPU, M.SYSTEM_PEAK_RSS):
+            history = requests.get(
+                f"{mlflow_server.uri}/api/2.0/mlflow/metrics/get-history",
+                params={"run_id": run["info"]["run_id"], "metric_key": key},
+                timeout=30,
+            ).json()["metrics"]
+            assert sorted(m["step"] for m in history) == list(range(1, epochs + 1)), (run["info"]["run_name"], key)
     # Artifacts went through the server into its artifacts directory; the champion is in its registry.
     assert list((tmp_path / "artifacts").rglob("confusion_matrix.png"))
     version = client.get_model_version_by_alias("cluster", "champion")

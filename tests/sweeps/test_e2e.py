@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import mlflow.pytorch
 import numpy as np
+import optuna
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -41,6 +42,11 @@ from trainables.models import family_of
 pytestmark = pytest.mark.e2e
 EVIDENCE_FILES = (CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV, PREDICTIONS_CSV, CURVES_PNG, GRADCAM_PNG, GRADCAM_NPZ)
 REPORT_FILES = {"report.md", "report.html", "comparison.csv", "figures"}
+# The HTML table's key columns (every column is in the section below them).
+KEY_HEADERS = (
+    "architecture", "freeze", "augment", "lr (head)", "test acc (%)", "test acc 95% CI (%, Wilson)", "vs top (5%)",
+    "test macro-F1 (%)", "latency b1 median (ms)", "GFLOPs (1 MAC = 2 FLOPs)", "params (M)",
+)  # fmt: skip
 FAMILIES = {"resnet", "efficientnet", "vit", "convnext"}
 BASELINE_METRICS = (M.TRAIN_F1, M.VAL_ACC, M.VAL_F1, M.EPOCH_TIME, M.LATENCY)  # a baseline has no loss or LR
 
@@ -208,9 +214,30 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     # which searched setting explained the results: the 4 network search trials of the smoke sweep
     importance = text.split("## What mattered")[1].split("## Search space")[0]
     assert "fANOVA" in importance and "| setting" in importance and "figures/importance.png" in importance
+    assert "figures/parallel_coordinates.png" in importance and "parallel-coordinates" in importance
     assert {f"importance_{k}" for k in ("arch", "freeze", "augment", "lr")} <= set(parent.data.metrics)
-    # Tune's console names each trial as its MLflow run is named
-    assert all(f"Trial {c.info.run_name} completed" in proc.stdout for c in children), proc.stdout[-3000:]
+    # Tune's console: its status table, each trial named as its MLflow run, with the searched settings, the
+    # objective and the epoch; no configuration box per trial, no snapshot warnings
+    final = proc.stdout.split("== Status ==")[-1]
+    header = next(line for line in final.splitlines() if "Trial name" in line)
+    assert [c.strip() for c in header.strip("|").split("|")][3:] == [
+        "arch", "freeze", "augment", "lr", "unfreeze_stages", "seed", "val_acc", "epoch"
+    ]  # fmt: skip
+    assert all(f"| {c.info.run_name} " in final for c in children), final
+    assert "started with configuration" not in proc.stdout and "╭" not in proc.stdout
+    assert "Experiment state snapshotting" not in proc.stdout + proc.stderr
+    # the search's Optuna study, kept beside the sweep for Optuna's own tools: every search trial, with its value
+    study = optuna.load_study(study_name=parent.data.tags["sweep"], storage=parent.data.tags["optuna_study"])
+    search = [c for c in children if c.data.tags[STAGE_TAG] == SEARCH_STAGE]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {t.params["arch"] for t in complete} == {c.data.params["arch"] for c in search}
+    assert max(t.value for t in complete) == pytest.approx(max(c.data.metrics[M.VAL_ACC] for c in search))
+    # what each epoch asked of the machine, in MLflow's System metrics (a baseline has no loader to wait on)
+    for c in children:
+        system = [M.SYSTEM_CPU, M.SYSTEM_PEAK_RSS] + [M.SYSTEM_DATA_WAIT] * (c.data.tags["family"] != BASELINE_FAMILY)
+        for key in system:
+            steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
+            assert steps == list(range(1, int(c.data.metrics["epochs_run"]) + 1)), (c.info.run_name, key)
     # the answer where the MLflow UI shows the sweep run first: its description
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Answer**: {rows[0]['architecture']}: ") and "| architecture" in note
@@ -221,6 +248,29 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     check_report_in_a_browser(tmp_path, n_rows=5, gradcams=4)
     network = next(r["MLflow run"] for r in rows if r["family"] != BASELINE_FAMILY)
     check_predict_and_export(tmp_path, client, parent, rows[0]["MLflow run"], network)
+    check_across_sweeps(tmp_path, ray_tmp, uri, parent, rows)
+
+
+def check_across_sweeps(tmp_path: Path, ray_tmp: str, uri: str, first, first_rows: list[dict]) -> None:
+    """A second, one-trial sweep of the same experiment at another input size, then `--all-sweeps`: one table
+    with each sweep's best row per architecture, naming its sweep and the input size each ran at."""
+    second = ["--smoke-test", "--archs", "resnet18", "--img-size", "24", "--set", "confirm=null"]
+    done = subprocess.run(
+        sweep_cmd(tmp_path, uri, *second), capture_output=True, text=True, timeout=600, env=sweep_env(ray_tmp)
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "across"
+    cmd = ["-m", "analysis.report", "--experiment", "classify-digits", "--all-sweeps", "--out", str(out)]
+    across = subprocess.run(
+        [sys.executable, *cmd, "--tracking-uri", uri], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert across.returncode == 0, across.stdout[-3000:] + across.stderr[-3000:]
+    with open(out / "across.csv") as f:
+        rows = list(csv.DictReader(f))
+    sweeps = {r["sweep"] for r in rows}
+    assert len(sweeps) == 2 and first.data.tags["sweep"] in sweeps and len(rows) == len(first_rows) + 1
+    assert {r["img_size"] for r in rows if r["sweep"] == first.data.tags["sweep"]} == {"32"}
+    assert [r["img_size"] for r in rows if r["sweep"] != first.data.tags["sweep"]] == ["24"]
 
 
 def check_confirmed_top_row(rows: list[dict], children: list) -> None:
@@ -343,15 +393,23 @@ def check_report_in_a_browser(tmp_path: Path, n_rows: int, gradcams: int | None 
     """The HTML report opens in headless Chromium with no errors; every figure decodes; the table is there.
     ``gradcams``: rows with Grad-CAM heatmaps (default every row; a baseline has none)."""
     (page,) = tmp_path.glob("reports/*/*/report.html")
-    seen = render_html(page, screenshot=tmp_path / "report.png")
+    seen = render_html(page, screenshot=tmp_path / "report.png", click=("test acc (%)",))
     assert seen.console_errors == [] and seen.failed_requests == []
     # two Pareto plots, then a confusion matrix, learning curves and Grad-CAM heatmaps per row
     gradcams = n_rows if gradcams is None else gradcams
-    importance = "Importances sum to 1" in seen.text  # the chart of what mattered, when it could be computed
+    # the charts of what mattered (importances, parallel coordinates), when they could be computed
+    importance = "Importances sum to 1" in seen.text
+    parallel = "parallel-coordinates plot" in seen.text
     assert "What mattered" in seen.text
-    n_images = 2 + 2 * n_rows + gradcams + importance
+    n_images = 2 + 2 * n_rows + gradcams + importance + parallel
     assert len(seen.images) == n_images and all(w > 100 and h > 100 for _, w, h in seen.images)
-    assert seen.tables[0] == (n_rows, len(read_table(tmp_path)[0]))
+    # the key columns first, every column (the CSV's) in the section that opens below them; no horizontal
+    # scrolling at 1280 px; a click on a header sorts by it, a second reverses
+    assert seen.tables[0] == (n_rows, len(KEY_HEADERS)) and seen.tables[1] == (n_rows, len(read_table(tmp_path)[0]))
+    assert seen.page_width <= 1280
+    before, up, down = seen.sorted_columns["test acc (%)"]
+    assert up == sorted(before, key=float) and down == up[::-1]
+    assert len(set(before)) > 1 and up != down  # the order did change
     assert "stopped early by ASHA" in seen.text and "Search space" in seen.text
 
 

@@ -6,6 +6,7 @@ the checkpoint directory failing: tests/sweeps/test_storage_faults.py.)"""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -153,8 +154,10 @@ def test_a_sweep_with_crashes_interrupted_killed_and_resumed_keeps_one_run_per_t
     assert parents[0].info.status == "RUNNING"  # nobody was left to say the sweep had stopped
     done_before = finished()
 
-    proc3 = resume(sweep_dir, sweep_env(ray_tmp, **crash))
+    proc3 = resume(sweep_dir.parent, sweep_env(ray_tmp, **crash))  # the storage path: its interrupted sweep
     assert proc3.returncode == 0, proc3.stdout[-5000:] + proc3.stderr[-5000:]
+    assert f"the newest interrupted classify sweep there is {sweep_dir.name}" in proc3.stdout
+    assert json.loads((sweep_dir / "cvsweep.json").read_text())["finished"] is True  # not offered again
     parent, children = check_exactly_once(client, "classify-digits", trials=5)
     assert parent.info.run_id == parents[0].info.run_id and parent.data.tags["resumes"] == "2"
     (confirm,) = confirming()  # the search's best configuration, trained again with the next seed

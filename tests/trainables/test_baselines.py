@@ -51,6 +51,9 @@ def test_fits_the_digits_once_and_reloads_from_its_state_dict(digits):
     # scikit-learn's own digits example reports about 97% for an SVM on the raw 8x8 pixels
     assert r.metrics["val_acc"] > 0.95 and r.metrics["test_acc"] > 0.95
     assert "lr" not in r.metrics and "train_loss" not in r.metrics  # nothing an SVM does not have
+    # what the fit asked of the machine; no DataLoader, so no data-wait share
+    assert r.metrics["system/cpu_utilization_percentage"] > 0 and r.metrics["system/peak_rss_megabytes"] > 100
+    assert "system/data_wait_percentage" not in r.metrics
     state = r.state
     assert state["best"]["test_report"]["confusion"] and len(state["best"]["test_report"]["pred"]) == len(digits.test)
     assert "support vectors" in state["info"]["weights_source"]

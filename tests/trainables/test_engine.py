@@ -1,4 +1,6 @@
+import dataclasses
 import io
+import time
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import torch
 from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.contracts import BestEpoch, TrialInfo, TrialState
-from trainables.data import limit_train, load_digits
+from trainables.data import ImageSamples, limit_train, load_digits
 from trainables.engine import build, fit
 
 
@@ -118,3 +120,28 @@ def test_the_new_head_starts_the_same_way_in_every_family(small_digits):
     assert all(0.017 < s < 0.023 for s in stds.values()), stds
     own = build(TrialConfig(arch="efficientnet_b0", head_init_std=None), small_digits, torch.device("cpu"))
     assert own.model.get_classifier().weight.std().item() > 0.15  # U(+-1/sqrt(10)): std 0.18
+
+
+@dataclasses.dataclass(frozen=True)
+class _SlowImages(ImageSamples):
+    """Training images that take 20 ms each to load, as a slow disk would: a starved training loop."""
+
+    def load(self, i: int):
+        time.sleep(0.02)
+        return super().load(i)
+
+
+def test_each_epoch_says_what_it_asked_of_the_machine_and_a_starved_loop_shows(small_digits):
+    """System metrics per epoch (logged under MLflow's system/): data-wait share, CPU use of the cores the
+    trial has, peak memory; a loader that cannot keep up shows as most of the loop spent waiting."""
+    cfg = _cfg(max_epochs=1, arch="resnet18", augment="none")
+    (fast,) = [r.metrics for r in fit(cfg, small_digits, torch.device("cpu"))]
+    slow_data = dataclasses.replace(small_digits, train=_SlowImages(**vars(small_digits.train)))
+    (slow,) = [r.metrics for r in fit(cfg, slow_data, torch.device("cpu"))]
+    for m in (fast, slow):
+        assert {M.SYSTEM_DATA_WAIT, M.SYSTEM_CPU, M.SYSTEM_PEAK_RSS} <= set(m)
+        assert not {M.SYSTEM_GPU_UTIL, M.SYSTEM_GPU_PEAK_MEMORY} & set(m)  # CUDA only
+        assert 0 <= m[M.SYSTEM_DATA_WAIT] <= 100 and m[M.SYSTEM_CPU] > 0
+        assert m[M.SYSTEM_PEAK_RSS] > 100  # torch alone is more than 100 MB resident
+    # 150 images x 20 ms = 3 s of waiting, against a fraction of a second of tiny-model steps
+    assert slow[M.SYSTEM_DATA_WAIT] > 50 > fast[M.SYSTEM_DATA_WAIT]
