@@ -19,6 +19,7 @@ than its last logged epoch replays those epochs).
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import pickle
 import tempfile
@@ -96,6 +97,20 @@ def log(msg: str) -> None:
     print(f"[mlflow] {msg}", flush=True)
 
 
+class _Once(logging.Filter):
+    """Lets each distinct message of a logger through once: MLflow's note that a pickled model needs trusting
+    is said for every trial's model, the same words each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        said = record.getMessage() in self.seen
+        self.seen.add(record.getMessage())
+        return not said
+
+
 def _params(d: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(d.items())]
 
@@ -143,6 +158,9 @@ class MlflowTrialCallback(Callback):
         self._init_runtime()
 
     def _init_runtime(self) -> None:
+        pytorch_log = logging.getLogger("mlflow.pytorch")
+        if not any(isinstance(f, _Once) for f in pytorch_log.filters):
+            pytorch_log.addFilter(_Once())
         self._client: MlflowClient | None = None
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -539,7 +557,7 @@ class DetectionTrialCallback(MlflowTrialCallback):
     losses, precision, recall, mAP50 and mAP50-95; at the end the best epoch's test metrics and its
     weights (``weights/best.pt``, loadable with ``ultralytics.YOLO``)."""
 
-    epoch_metrics = D.EPOCH_METRICS
+    epoch_metrics = (*D.EPOCH_METRICS, *M.SYSTEM_METRICS)
     summary_metrics = D.SUMMARY_METRICS
     history_metric = D.SEARCH_METRIC
 

@@ -19,6 +19,7 @@ from trainables.config import TrialConfig, is_baseline
 from trainables.contracts import INFO_PREFIX, load_trial_state, save_trial_state
 from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
+from trainables.system import SystemMeter
 
 # Fault injection, for the tests that prove a failed trial is retried into the same MLflow run: a trial
 # started from scratch raises halfway through this epoch, after its first training batch (as a bad batch
@@ -102,21 +103,27 @@ def train_detector(config: dict, data: dict) -> None:
     checkpoint = tune.get_checkpoint()
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if checkpoint is None else 0
 
+    # what each epoch asked of the machine (Ultralytics runs the loop: no data-wait share)
+    meter = SystemMeter(threads, torch.device("cuda" if gpus > 0 else "cpu"))
+
     def report(r: EpochReport) -> None:
+        system = meter.epoch()
         with tempfile.TemporaryDirectory() as d:
             for f in r.checkpoint_dir.iterdir():
                 shutil.copy2(f, d)
             info = {**r.info, "device": torch.cuda.get_device_name(0) if gpus > 0 else "cpu", "threads": threads}
             tune.report(
-                {**r.metrics, **{f"{INFO_PREFIX}{k}": v for k, v in info.items()}},
+                {**r.metrics, **system, **{f"{INFO_PREFIX}{k}": v for k, v in info.items()}},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
+        meter.begin()
         if fail_in and r.metrics["epoch"] == fail_in - 1:  # the tests' fault: epoch fail_in never finishes
             raise RuntimeError(f"{FAIL_IN_EPOCH_ENV}: failure injected at the start of epoch {fail_in}")
 
     workdir = Path(tune.get_context().get_trial_dir()) / "ultralytics"
-    if checkpoint is None:
-        fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)
-        return
-    with checkpoint.as_directory() as d:  # a retry after a failure, or a resumed sweep
-        fit_detector(cfg, data_yaml, workdir, device, report, threads=threads, resume_dir=Path(d))
+    with meter:
+        if checkpoint is None:
+            fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)
+            return
+        with checkpoint.as_directory() as d:  # a retry after a failure, or a resumed sweep
+            fit_detector(cfg, data_yaml, workdir, device, report, threads=threads, resume_dir=Path(d))

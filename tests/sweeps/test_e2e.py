@@ -226,6 +226,7 @@ def test_smoke_sweep_on_the_default_digits(tmp_path, ray_tmp):
     assert all(f"| {c.info.run_name} " in final for c in children), final
     assert "started with configuration" not in proc.stdout and "╭" not in proc.stdout
     assert "Experiment state snapshotting" not in proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).count("Saving pytorch model by Pickle") == 1  # MLflow's note, said once
     # the search's Optuna study, kept beside the sweep for Optuna's own tools: every search trial, with its value
     study = optuna.load_study(study_name=parent.data.tags["sweep"], storage=parent.data.tags["optuna_study"])
     search = [c for c in children if c.data.tags[STAGE_TAG] == SEARCH_STAGE]
