@@ -32,20 +32,12 @@ def search_study(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.B
     """An in-memory Optuna study of the sweep's finished network search trials (their searched settings, with
     the distributions of ``space``, and ``objective``), and the searched axes."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     done = runs[(runs["status"] == "FINISHED") & runs[f"metrics.{objective}"].notna()]
     if f"tags.{STAGE_TAG}" in done:
         done = done[done[f"tags.{STAGE_TAG}"].fillna(SEARCH_STAGE) == SEARCH_STAGE]
     done = done[done[f"params.{FAMILY_PARAM}"] != BASELINE_FAMILY]
     searched = {k: d for k, d in space.items() if d.searched}
-
-    def distribution(d):  # noqa: ANN001, ANN202
-        if d.kind == "choice":
-            return CategoricalDistribution(list(d.values))
-        if d.kind == "randint":
-            return IntDistribution(d.values[0], d.values[1])
-        return FloatDistribution(d.values[0], d.values[1], log=d.kind == "loguniform")
 
     def value(d, text: str):  # noqa: ANN001, ANN202 - a run's parameter, read back as the axis' type
         if d.kind == "choice":
@@ -58,7 +50,7 @@ def search_study(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.B
         study.add_trial(
             optuna.trial.create_trial(
                 params={k: value(d, run[f"params.{k}"]) for k, d in present.items()},
-                distributions={k: distribution(d) for k, d in present.items()},
+                distributions={k: d.distribution() for k, d in present.items()},
                 value=float(run[f"metrics.{objective}"]),
             )
         )

@@ -76,6 +76,17 @@ class Dim:
             return trial.suggest_int(name, lo, hi)
         return trial.suggest_float(name, lo, hi, log=self.kind == "loguniform")
 
+    def distribution(self) -> Any:
+        """This searched axis as an Optuna distribution (what ``suggest`` samples from)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        lo, hi = self.values[0], self.values[-1]
+        if self.kind == "choice":
+            return CategoricalDistribution(list(self.values))
+        if self.kind == "randint":
+            return IntDistribution(lo, hi)
+        return FloatDistribution(lo, hi, log=self.kind == "loguniform")
+
     def draw(self, rng: Any) -> Any:
         """A random value of this axis (``rng``: a random.Random), log-uniform for a log range."""
         lo, hi = self.values[0], self.values[-1]

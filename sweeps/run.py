@@ -26,6 +26,7 @@ from sweeps.ray_compat import loopback_only, starts_local_ray
 from sweeps.recipe import ConfigError, Recipe
 from sweeps.space import num_trials, scheduler, search_algorithm, trials_planned
 from sweeps.storage import storage_filesystem
+from sweeps.study import StudyRecord, study_storage
 from sweeps.task import Prepared, Task
 from sweeps.tracking import (
     TrackingUnavailable,
@@ -43,7 +44,6 @@ from trainables import contracts as C
 # Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues, and its task.
 SWEEP_FILE = "cvsweep.json"
 RECIPE_FILE = C.RECIPE_FILE  # the recipe as run, overrides applied
-STUDY_FILE = "optuna.db"  # the search's Optuna study (SQLite), named after the sweep
 DEFAULT_STORAGE = "~/ray_results"  # Ray Tune's own default, made explicit so the sweep knows its directory
 # Storage faults: every later checkpoint would fail the same way, so the sweep stops (resumably) at the first.
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
@@ -160,18 +160,12 @@ def progress_reporter(cfg: Recipe) -> tune.CLIReporter:
     )
 
 
-def study_storage(exp_dir: Path) -> str:
-    """The Optuna storage (SQLite, in the sweep's directory) that holds the sweep's study, named as the sweep."""
-    return f"sqlite:///{exp_dir / STUDY_FILE}"
-
-
 def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose: bool = False) -> tune.Tuner:
     sweep_name = exp_dir.name
     return tune.Tuner(
         trainable_of(task, cfg, data),
         tune_config=tune.TuneConfig(
-            # the space lives here (define-by-run), not in param_space
-            search_alg=search_algorithm(cfg, (study_storage(exp_dir), sweep_name)),
+            search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
             scheduler=scheduler(cfg),
             num_samples=num_trials(cfg) + cfg.confirm.trials,  # the searcher says when it has no more
             # Ray's default directory name is ~200 characters
@@ -185,7 +179,7 @@ def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose:
             name=sweep_name,
             storage_path=str(storage_root(cfg)),
             storage_filesystem=storage_filesystem(),  # a full disk cannot leave a truncated state file
-            callbacks=[callback, StorageWatch()],
+            callbacks=[callback, StorageWatch(), StudyRecord(cfg, exp_dir, log)],
             # One kept: Tune registers a checkpoint only once it is fully written, then drops the older one.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),

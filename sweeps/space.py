@@ -63,20 +63,7 @@ def sampler(cfg: SweepConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=cfg.seed)  # multi-objective too (MOTPE)
 
 
-class StudySearch(OptunaSearch):
-    """OptunaSearch whose study may be kept in a storage (the sweep's ``optuna.db``) that a resumed sweep
-    finds ahead of the searcher state Tune saved: a trial that ended after the last saved state has ended in
-    the study, and its replayed epochs are not reported to it again (Optuna refuses to update a finished
-    trial; Tune's own tell of it again is already caught by OptunaSearch and logged)."""
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-
-
-class NoRepeats(StudySearch):
+class NoRepeats(OptunaSearch):
     """OptunaSearch that starts each configuration at most once.
 
     TPE proposes again what it believes good, and in a small discrete space it does so often (a third
@@ -209,15 +196,14 @@ class Confirmation(PickledState, Searcher):
         self.search.on_trial_complete(trial_id, result=result, error=error)
 
 
-def search_algorithm(cfg: SweepConfig, study: tuple[str, str] | None = None) -> Searcher:
-    """The search, followed by its confirmation stage when the recipe has one. ``study``: (Optuna storage
-    URL, study name) to keep the search's Optuna study in, where Optuna's own tools (optuna-dashboard,
-    ``optuna.load_study``) can open it while the sweep runs and after; None: in memory only."""
-    search = _search(cfg, study)
+def search_algorithm(cfg: SweepConfig) -> Searcher:
+    """The search, followed by its confirmation stage when the recipe has one. Its Optuna study lives in
+    memory, pickled with the sweep's state; ``sweeps.study`` keeps a record of it that Optuna's tools open."""
+    search = _search(cfg)
     return Confirmation(search, cfg) if cfg.confirm.trials else search
 
 
-def _search(cfg: SweepConfig, study: tuple[str, str] | None = None) -> StudySearch:
+def _search(cfg: SweepConfig) -> OptunaSearch:
     modes = cfg.modes()
     single = len(cfg.objectives) == 1
     kwargs = dict(
@@ -227,11 +213,9 @@ def _search(cfg: SweepConfig, study: tuple[str, str] | None = None) -> StudySear
         points_to_evaluate=cfg.starting_points() or None,
         sampler=sampler(cfg),
     )
-    if study is not None:  # RDBStorage pickles without its connection: a resumed sweep reopens the same file
-        kwargs.update(storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
     if cfg.search != "grid":  # the grid's sampler never repeats
         return NoRepeats(cfg, **kwargs)
-    return StudySearch(**kwargs)
+    return OptunaSearch(**kwargs)
 
 
 def scheduler(cfg: SweepConfig) -> TrialScheduler:

@@ -64,29 +64,3 @@ def test_fewer_confirmable_than_top_confirms_those_there_are():
     alg.on_trial_complete("a", {M.VAL_ACC: 0.6, "training_iteration": 3})
     alg.on_trial_complete("b", {M.VAL_ACC: 0.9, "training_iteration": 2})  # stopped early
     assert alg.suggest("c")["seed"] == 8 and alg.suggest("d") == Searcher.FINISHED
-
-
-def test_the_search_study_is_kept_where_optuna_opens_it_and_survives_a_resume_that_finds_it_ahead(tmp_path):
-    """With a storage, the study is in the sweep's SQLite file under the sweep's name: optuna.load_study reads
-    every trial told so far. A resume restores the searcher as Tune saved it (pickled) while the file went on:
-    a trial that ended after that save is run again from its checkpoint, and its replayed epochs are not an
-    error."""
-    import optuna
-
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    alg = search_algorithm(recipe(), (storage, "sweep-x"))
-    saved = None
-    for i in range(3):
-        alg.suggest(f"t{i}")
-        alg.on_trial_result(f"t{i}", {M.VAL_ACC: 0.3 + 0.1 * i, "training_iteration": 1})
-        if i == 2:
-            saved = pickle.dumps(alg)  # Tune's saved searcher state: t2 still running
-        alg.on_trial_complete(f"t{i}", {M.VAL_ACC: 0.5 + 0.1 * i, "training_iteration": 2})
-    study = optuna.load_study(study_name="sweep-x", storage=storage)
-    assert [t.value for t in study.trials] == [0.5, 0.6, 0.7]
-    assert {k for t in study.trials for k in t.params} >= {"arch", "freeze", "lr"}
-    resumed = pickle.loads(saved)
-    resumed.on_trial_result("t2", {M.VAL_ACC: 0.4, "training_iteration": 1})  # replayed: t2 ended in the file
-    resumed.on_trial_complete("t2", {M.VAL_ACC: 0.7, "training_iteration": 2})
-    assert resumed.suggest("t3") is not None  # the search goes on
-    assert [t.value for t in optuna.load_study(study_name="sweep-x", storage=storage).trials][:3] == [0.5, 0.6, 0.7]
