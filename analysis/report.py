@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,  # noqa: E402
 )
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH  # noqa: E402
 
 from analysis.compare import (  # noqa: E402
     COLUMNS,
@@ -253,9 +254,15 @@ def overview(table: pd.DataFrame, facts: dict) -> str:
     ci = "" if low is None or pd.isna(low) else f" (95% CI {100 * low:.1f}-{100 * top[ACC_CI_HIGH]:.1f})"
     answer = f"**Answer**: {top['arch']}: {validation_text(top)}, {100 * top[M.TEST_ACC]:.1f}% test accuracy{ci}."
     keep = [c for c in OVERVIEW_COLUMNS if c in table]
-    lines = [answer, "", facts["baselines"], "", _display(table[keep]).to_markdown(index=False), ""]
-    lines.append(f"{fate_line(facts['fate'])} The whole report: artifacts, `report/report.html`.")
-    return "\n".join(lines)
+    tail = f"{fate_line(facts['fate'])} The whole report: artifacts, `report/report.html`."
+    rows = len(table)
+    while True:  # MLflow keeps a tag's first MAX_TAG_VAL_LENGTH characters: the table is cut at a row, and says so
+        shown_rows = _display(table[keep].head(rows)).to_markdown(index=False)
+        cut = f"The first {rows} of {len(table)} rows; every row is in the report. " if rows < len(table) else ""
+        text = "\n".join([answer, "", facts["baselines"], "", shown_rows, "", cut + tail])
+        if len(text) <= MAX_TAG_VAL_LENGTH or rows == 1:
+            return text
+        rows = max(1, rows * MAX_TAG_VAL_LENGTH // len(text) - 1)
 
 
 def what_mattered(runs: pd.DataFrame, parent, figures: Path) -> tuple[dict[str, float], str, Path | None]:  # noqa: ANN001 - an MLflow Run

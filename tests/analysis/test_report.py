@@ -80,6 +80,28 @@ def test_all_sweeps_gives_one_table_with_each_sweeps_best_per_architecture_and_w
     assert "no sweep named sweep-9; its sweeps: sweep-2, sweep-1" in capsys.readouterr().err
 
 
+def test_the_sweep_runs_description_stays_within_mlflows_tag_limit_and_says_where_it_cut():
+    """A table of 1,000 rows (`--rows trial` over a big sweep) would pass MLflow's 8,000-character limit on a
+    tag, and MLflow would cut the run's description mid-row: the description keeps whole rows and says so."""
+    import pandas as pd
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from analysis.report import overview
+
+    fate = dict(planned=1000, runs=1000, finished=1000, ran_all_epochs=1000, stopped_early=0, failed=0, killed=0)
+    facts = {"fate": {**fate, "running": 0}, "baselines": ""}
+    table = pd.DataFrame(
+        {"arch": [f"resnet18-{i}" for i in range(1000)], "family": "resnet", "seeds": 1, "best_val_acc": 0.9,
+         "test_acc": 0.9, "test_f1": 0.9, "latency_ms": 4.2}
+    )  # fmt: skip
+    text = overview(table, facts)
+    assert len(text) <= MAX_TAG_VAL_LENGTH and text.startswith("**Answer**: resnet18-0: 90.0% validation")
+    shown = [line for line in text.splitlines() if line.startswith("| resnet18-")]
+    assert 10 < len(shown) < 1000 and f"The first {len(shown)} of 1000 rows; every row is in the report." in text
+    small = overview(table.head(5), facts)
+    assert len([line for line in small.splitlines() if line.startswith("| resnet18-")]) == 5 and "first" not in small
+
+
 def test_a_mistyped_store_is_named_and_never_created(tmp_path, capsys):
     typo = tmp_path / "mlflw.db"
     try:
