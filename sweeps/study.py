@@ -6,7 +6,8 @@ study never disagree, and a full or read-only sweep directory stops the sweep th
 rather than breaking the searcher. This Tune callback records each search trial into the file as it ends: its
 searched settings (with the recipe's distributions), the value Tune gave the searcher (the objective at its
 last result; several for a multi-objective search) and its Tune trial id. The file is opened per write
-(no connection held between trials); a write that fails is said once and the sweep goes on.
+(no connection held between trials); a write that fails is said once, the sweep goes on, the trials not
+written are tried again at the next write, and any still missing at the sweep's end are counted there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class StudyRecord(tune.Callback):
         self.objectives, self.modes, self.seed = list(cfg.objectives), list(cfg.modes()), cfg.seed
         self.log = log
         self.recorded: set[str] = set()  # Tune trial ids in the file (pickled with the sweep: resume)
+        self._pending: list[tuple[str, dict, dict, bool]] = []  # (id, config, last result, failed) not written yet
         self._study = None
         self._failed = False
 
@@ -62,20 +64,31 @@ class StudyRecord(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:  # noqa: ANN001
         self._record(trial, failed=True)
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._pending:
+            self._write(self._flush)
+        if self._pending:
+            self.log(f"warning: Optuna study {self.url} lacks {len(self._pending)} search trial(s) it could not write")
+
     def _record(self, trial, failed: bool) -> None:  # noqa: ANN001 - a Tune Trial
         if stage_of(trial.config, self.seed) != SEARCH_STAGE or trial.trial_id in self.recorded:
             return  # a confirmation trial repeats a configuration: not a point of the search
-        self._write(lambda: self._add(trial, failed))
+        self._pending.append((trial.trial_id, dict(trial.config), dict(trial.last_result or {}), failed))
+        self._write(self._flush)
 
-    def _add(self, trial, failed: bool) -> None:  # noqa: ANN001
+    def _flush(self) -> None:
+        while self._pending:
+            self._add(*self._pending[0])
+            self._pending.pop(0)
+
+    def _add(self, trial_id: str, config: dict, result: dict, failed: bool) -> None:
         import optuna
         from optuna.trial import TrialState
 
         study = self.study()
-        if trial.trial_id in self.recorded:
+        if trial_id in self.recorded:
             return
-        params = {k: trial.config[k] for k in self.space if k in trial.config}
-        result = trial.last_result or {}
+        params = {k: config[k] for k in self.space if k in config}
         values = [result.get(o) for o in self.objectives]
         complete = not failed and all(v is not None for v in values)
         study.add_trial(
@@ -84,10 +97,10 @@ class StudyRecord(tune.Callback):
                 distributions={k: self.space[k].distribution() for k in params},
                 values=[float(v) for v in values] if complete else None,
                 state=TrialState.COMPLETE if complete else TrialState.FAIL,
-                user_attrs={TRIAL_ID_ATTR: trial.trial_id},
+                user_attrs={TRIAL_ID_ATTR: trial_id},
             )
         )
-        self.recorded.add(trial.trial_id)
+        self.recorded.add(trial_id)
 
     def _write(self, do) -> None:  # noqa: ANN001
         try:

@@ -61,3 +61,8 @@ def test_a_study_file_that_cannot_be_written_is_said_once_and_stops_nothing(tmp_
     record.on_trial_complete(0, [], trial("a", "resnet18", 0.9))
     record.on_trial_complete(0, [], trial("b", "resnet18", 0.8))
     assert len(said) == 1 and "not updated (the sweep goes on)" in said[0]
+    record.on_experiment_end([])  # still unwritable at the end: how many are missing is said
+    assert len(said) == 2 and "lacks 2 search trial(s)" in said[1]
+    (sweep_dir / "optuna.db").rmdir()  # writable again: the next write brings the missed trials in, in order
+    record.on_trial_complete(0, [], trial("c", "convnext_atto", 0.7))
+    assert [t.user_attrs["ray_trial_id"] for t in loaded(sweep_dir)] == ["a", "b", "c"]
