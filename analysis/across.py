@@ -98,7 +98,7 @@ def across_table(
             progress(f"{parent.data.tags[SWEEP_TAG]}: no finished trial, no rows")
             continue
         profs = profiles(chosen, runs, device, reprofile, progress, timing_s=timing_s) if profile else None
-        table = comparison_table(chosen, profs, against_top(chosen, fetch_predictions(chosen["run_id"])))
+        table = comparison_table(chosen, profs, against_top(chosen, fetch_predictions(chosen)))
         table = table.drop(columns=[VS_TOP, MCNEMAR_P], errors="ignore")  # within one sweep only: left out here
         settings = {_name(k, differ): parent.data.params.get(k, "") for k in differ}
         tables.append(table.assign(**{SWEEP_COLUMN: parent.data.tags[SWEEP_TAG]}, **settings))

@@ -12,18 +12,23 @@ model, and cached on the profiled run so a report can be rebuilt without timing 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import multiprocessing
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from operator import attrgetter
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from analysis import mlflow_compat
 from analysis.profile import NOT_APPLICABLE, Profile, device_name, profile_model
 from analysis.significance import (
     ACC_CI_HIGH,
@@ -108,13 +113,69 @@ PROFILE_COLUMNS = (
 PROFILE_TAG = "profile"  # the run's Profile as JSON: the cost columns and the machine they were measured on
 
 
+RUN_INFO = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")  # RunRows.info's
+
+
 def sweep_runs(experiment_id: str, parent_run_id: str) -> pd.DataFrame:
-    """All child runs of one sweep, one row each, as MLflow returns them (params.*, metrics.*, tags.*)."""
-    return mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
-        max_results=100_000,
-    )
+    """All child runs of one sweep, one row each, newest first, in ``mlflow.search_runs``' columns and values
+    (run_id, status, start_time, ..., metrics.*, params.*, tags.*). From a SQL store, read as plain rows
+    (``analysis.mlflow_compat``): MLflow's search makes two objects of every parameter, tag and metric, most
+    of the report's time over thousands of runs; from a tracking server, by MLflow's search, page by page."""
+    with _collector_paused():
+        return runs_frame(_child_rows(experiment_id, parent_run_id))
+
+
+def _child_rows(experiment_id: str, parent_run_id: str) -> mlflow_compat.RunRows:
+    rows = mlflow_compat.child_runs(experiment_id, parent_run_id)
+    if rows is None:
+        found = mlflow.search_runs(
+            experiment_ids=[experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+            max_results=100_000,
+            output_format="list",  # the DataFrame is built below, a column at a time
+        )
+        rows = mlflow_compat.RunRows(
+            info=[attrgetter(*RUN_INFO)(r.info) for r in found],
+            metrics=[(r.info.run_id, *kv) for r in found for kv in r.data.metrics.items()],
+            params=[(r.info.run_id, *kv) for r in found for kv in r.data.params.items()],
+            tags=[(r.info.run_id, *kv) for r in found for kv in r.data.tags.items()],
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector off while a sweep's rows are made: it runs every 700 new objects and walks
+    the growing pile again and again, half of reading 10,000 runs (2.1 s against 1.1 s). Rows make no cycles."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def runs_frame(rows: mlflow_compat.RunRows) -> pd.DataFrame:
+    """``mlflow.search_runs``' DataFrame of these runs: a row per run; times as UTC timestamps; a column per
+    metric (NaN where a run has none), parameter and tag (None where it has none)."""
+    at = {info[0]: i for i, info in enumerate(rows.info)}
+    info = zip(*rows.info, strict=True) if at else ([] for _ in RUN_INFO)
+    data: dict = {k: list(v) for k, v in zip(RUN_INFO, info, strict=True)}
+    for key in ("start_time", "end_time"):
+        if any(t is not None for t in data[key]):  # search_runs leaves a column of only None as it is
+            data[key] = pd.to_datetime(data[key], unit="ms", utc=True)
+    for kind, triples, missing in (("metrics", rows.metrics, np.nan), ("params", rows.params, None),
+                                   ("tags", rows.tags, None)):  # fmt: skip
+        columns: dict[str, list] = {}
+        for run_id, key, value in triples:
+            if (i := at.get(run_id)) is None:  # a run that started after the runs were read
+                continue
+            if key not in columns:
+                columns[key] = [missing] * len(at)
+            columns[key][i] = value
+        data.update((f"{kind}.{key}", columns[key]) for key in sorted(columns))
+    return pd.DataFrame(data)
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:

@@ -26,17 +26,25 @@ from trainables.config import BASELINE_FAMILY  # noqa: E402
 from trainables.contracts import FAMILY_PARAM, SEARCH_STAGE, STAGE_TAG  # noqa: E402
 
 MIN_TRIALS = 4  # fewer finished search trials than this: no importances (fANOVA on 3 points says nothing)
+# More than this many: a seeded random sample of them. fANOVA's cost grows with the trials (Optuna 4: about 12 s
+# over 1,000 on one core, 260 s over 10,000), and so does the plot's; a sample of this size estimates the same
+# importances, and the report says it is a sample.
+MAX_TRIALS = 300
 
 
 def search_study(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC):  # noqa: ANN201
     """An in-memory Optuna study of the sweep's finished network search trials (their searched settings, with
-    the distributions of ``space``, and ``objective``), and the searched axes."""
+    the distributions of ``space``, and ``objective``; a seeded sample of ``MAX_TRIALS`` of them when there are
+    more), the searched axes, and how many such trials there are."""
     import optuna
 
     done = runs[(runs["status"] == "FINISHED") & runs[f"metrics.{objective}"].notna()]
     if f"tags.{STAGE_TAG}" in done:
         done = done[done[f"tags.{STAGE_TAG}"].fillna(SEARCH_STAGE) == SEARCH_STAGE]
     done = done[done[f"params.{FAMILY_PARAM}"] != BASELINE_FAMILY]
+    total = len(done)
+    if total > MAX_TRIALS:
+        done = done.sample(MAX_TRIALS, random_state=0).sort_index()
     searched = {k: d for k, d in space.items() if d.searched}
 
     def value(d, text: str):  # noqa: ANN001, ANN202 - a run's parameter, read back as the axis' type
@@ -54,7 +62,7 @@ def search_study(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.B
                 value=float(run[f"metrics.{objective}"]),
             )
         )
-    return study, searched
+    return study, searched, total
 
 
 def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BEST_VAL_ACC) -> tuple[dict, str]:
@@ -62,7 +70,7 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
     ``space`` (a recipe's ``Dim``s); ({}, why not) when it cannot be computed."""
     import optuna
 
-    study, searched = search_study(runs, space, objective)
+    study, searched, total = search_study(runs, space, objective)
     n = len(study.trials)
     if n < MIN_TRIALS or not searched:
         why = f"{n} finished network search trials and {len(searched)} searched settings"
@@ -74,10 +82,11 @@ def importances(runs: pd.DataFrame, space: dict[str, Any], objective: str = M.BE
         return {}, f"What mattered: not computed ({type(e).__name__}: {str(e)[:200]})."
     left_out = sorted(set(searched) - set(found))
     note = (
-        f"What mattered: Optuna's fANOVA importance of each searched setting for {objective} (seed 0), over the "
-        f"{n} finished search trials of the networks (ASHA-stopped ones at the value they stopped with, as "
-        "the search saw them; baselines and confirmation trials left out). Importances sum to 1; they say how much "
-        "of the variation in the objective each setting explains across this sweep's trials, not which value is best."
+        f"What mattered: Optuna's fANOVA importance of each searched setting for {objective} (seed 0), over "
+        f"{_over(n, total)} finished search trials of the networks (ASHA-stopped ones at the value they stopped "
+        "with, as the search saw them; baselines and confirmation trials left out). Importances sum to 1; they say "
+        "how much of the variation in the objective each setting explains across this sweep's trials, not which "
+        "value is best."
     )
     if left_out:
         note += f" Left out (not in every one of those trials): {', '.join(left_out)}."
@@ -105,7 +114,7 @@ def parallel_coordinates(runs: pd.DataFrame, space: dict[str, Any], path: Path, 
 
     import optuna
 
-    study, searched = search_study(runs, space, objective)
+    study, searched, total = search_study(runs, space, objective)
     common = [k for k in searched if all(k in t.params for t in study.trials)]
     if len(study.trials) < 2 or not common:
         return None
@@ -114,8 +123,14 @@ def parallel_coordinates(runs: pd.DataFrame, space: dict[str, Any], path: Path, 
         ax = optuna.visualization.matplotlib.plot_parallel_coordinate(study, params=common, target_name=objective)
     fig = ax.figure
     fig.set_size_inches(max(6.4, 1.6 * (len(common) + 1)), 4.2)
-    ax.set_title(f"settings -> {objective}, {len(study.trials)} search trials (networks)")
+    shown = _over(len(study.trials), total).removeprefix("the ")
+    ax.set_title(f"settings -> {objective}, {shown} search trials (networks)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _over(n: int, total: int) -> str:
+    """'the 16' or 'a random 300 (seed 0) of the 10000'."""
+    return f"the {n}" if n == total else f"a random {n} (seed 0) of the {total}"

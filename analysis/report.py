@@ -50,7 +50,6 @@ from analysis.compare import (  # noqa: E402
     sweep_runs,
     validation_text,
 )
-from analysis.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
 from analysis.importance import importance_chart, importances, parallel_coordinates  # noqa: E402
 from analysis.profile import NOT_APPLICABLE  # noqa: E402
 from analysis.report_parts import (  # noqa: E402
@@ -62,6 +61,7 @@ from analysis.report_parts import (  # noqa: E402
     fetch_predictions,
     fmt,
     log_report,
+    run_file,
     search_space,
     sortable_table,
     sweep_parents,
@@ -84,6 +84,7 @@ from trainables.contracts import (  # noqa: E402
     TASK_TAG,
     evidence_path,
 )
+from trainables.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG  # noqa: E402
 from trainables.latency import LATENCY_MIN_SECONDS  # noqa: E402
 
 # Per row, the figures its run logged under evidence/: (what the report calls it, file name).
@@ -143,9 +144,9 @@ def _labels(table: pd.DataFrame) -> list[str]:
     return [f"{a} {r[:6]}" for a, r in zip(table["arch"], table["run_id"], strict=True)]
 
 
-def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path | None]]:
+def fetch_evidence(table: pd.DataFrame, out: Path, artifact_uris: dict[str, str]) -> dict[str, dict[str, Path | None]]:
     """run_id -> {"confusion matrix"/"learning curves": local copy, or None where the run has none}, for
-    the first MAX_EVIDENCE_ROWS rows."""
+    the first MAX_EVIDENCE_ROWS rows. ``artifact_uris``: run_id -> the run's artifact URI."""
     found = {}
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file drowns the log
     for run_id in table["run_id"].head(MAX_EVIDENCE_ROWS):
@@ -153,10 +154,7 @@ def fetch_evidence(table: pd.DataFrame, out: Path) -> dict[str, dict[str, Path |
         for key, name in EVIDENCE:
             target = out / f"{run_id}-{name}"  # one file per run: every run's evidence has the same names
             try:
-                got = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=evidence_path(name), dst_path=str(out)
-                )
-                shutil.move(got, target)
+                shutil.move(run_file(artifact_uris[run_id], evidence_path(name), str(out)), target)
                 found[run_id][key] = target
             except MlflowException:  # the run has no such file: said in the report ("not logged")
                 found[run_id][key] = None
@@ -187,7 +185,7 @@ def build_report(
     profs = None
     if profile and not chosen.empty:
         profs = profiles(chosen, runs, device, reprofile, progress, timing_s=timing_s)
-    versus = against_top(chosen, fetch_predictions(chosen["run_id"]) if len(chosen) else {})
+    versus = against_top(chosen, fetch_predictions(chosen) if len(chosen) else {})
     table = comparison_table(chosen, profs, versus)
     # the method note names the shortest timing: cached rows may have been timed for longer
     # (of a network where there is one: a baseline has no FLOPs or ONNX numbers to describe)
@@ -224,7 +222,8 @@ def build_report(
         now = int(time.time() * 1000)
         metrics = [Metric(f"importance_{k}", v, now, 0) for k, v in found.items()]
         mlflow.MlflowClient().log_batch(parent.info.run_id, metrics=metrics)
-    evidence = fetch_evidence(table, figures) if len(table) else {}
+    uris = dict(zip(chosen["run_id"], chosen["artifact_uri"], strict=True))
+    evidence = fetch_evidence(table, figures, uris) if len(table) else {}
     csv = out_dir / "comparison.csv"
     shown(table).to_csv(csv, index=False)
     md = out_dir / "report.md"

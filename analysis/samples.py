@@ -7,37 +7,17 @@ checked against PyTorch on them: the same real images for every model, and a use
 from __future__ import annotations
 
 import json
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from PIL import Image
 
 from trainables.contracts import SAMPLES_DIR
 from trainables.data import ImageSamples, to_rgb
+from trainables.gradcam import Sample, sample_images
 
 INDEX_FILE = "index.json"
-MAX_SAMPLES = 16  # enough to see what a model looks at, few enough to show every model's in the report
-
-
-@dataclass(frozen=True)
-class Sample:
-    file: str  # the PNG's name under samples/
-    image: Image.Image  # RGB, as the trials loaded it
-    label: int  # index into the sweep's classes
-
-
-def choose(labels: np.ndarray, num_classes: int, n: int = MAX_SAMPLES) -> list[int]:
-    """Up to ``n`` indices into a split: the first image of each class in split order, then the second
-    of each, and so on, so every class is shown before any class twice."""
-    by_class = [np.flatnonzero(np.asarray(labels) == c) for c in range(num_classes)]
-    out: list[int] = []
-    for rank in range(max((len(ix) for ix in by_class), default=0)):
-        out += [int(ix[rank]) for ix in by_class if rank < len(ix)]
-    return out[:n]
 
 
 def write_samples(split: ImageSamples, classes: list[str], out: Path) -> list[dict]:
@@ -45,12 +25,18 @@ def write_samples(split: ImageSamples, classes: list[str], out: Path) -> list[di
     their index. Returns the index entries."""
     out.mkdir(parents=True, exist_ok=True)
     index = []
-    for rank, i in enumerate(choose(split.labels, len(classes))):
-        label = int(split.labels[i])
-        name = f"{rank:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', classes[label])}.png"
-        split.load(i).save(out / name)
+    for i, sample in sample_images(split, classes):
+        sample.image.save(out / sample.file)
         source = split.images[i] if isinstance(split.images, list) else f"in-memory image {i} of the split"
-        index.append({"file": name, "label": label, "class": classes[label], "split_index": i, "source": str(source)})
+        index.append(
+            {
+                "file": sample.file,
+                "label": sample.label,
+                "class": classes[sample.label],
+                "split_index": i,
+                "source": str(source),
+            }
+        )
     (out / INDEX_FILE).write_text(json.dumps(index, indent=1))
     return index
 

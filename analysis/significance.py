@@ -1,6 +1,6 @@
 """How sure the comparison table is: a 95% interval on each row's test accuracy and macro-F1, and each
 row tested against the top row (the best on validation) on the same test images, from the per-image
-predictions its trial logged (``analysis.evidence.PREDICTIONS_CSV``). Pure functions: no MLflow.
+predictions its trial logged (``trainables.evidence.PREDICTIONS_CSV``). Pure functions: no MLflow.
 
 The Wilson interval and the exact McNemar test are scipy's binomial test (scipy comes with scikit-learn);
 the macro-F1 bootstrap is counted here, from confusion matrices, to be fast.

@@ -3,6 +3,8 @@
     python benchmarks/report_scale.py                          # 1,000 runs, fresh store in a new temp dir
     python benchmarks/report_scale.py --runs 200 --out /tmp/scale
     python benchmarks/report_scale.py --out /tmp/scale --cprofile   # and where (b)'s time goes
+    python benchmarks/report_scale.py --runs 10000 --out /tmp/scale10k --no-trial-rows   # issue 26's size
+    python benchmarks/report_scale.py --out /tmp/scale10k --reuse   # the same store again, reports rebuilt
 
 The runs are SYNTHETIC: their metrics are random numbers, not trained models. No CPU machine trains
 1,000 trials for a benchmark (the default sweep's 16 trials take 5 minutes here), and the report never
@@ -16,7 +18,7 @@ sweeps.trial_runs): a parent run with the sweep's tags and parameters (``sweep``
 (``mlflow.parentRunId``, ``ray_trial_id``, ``sweep``, ``family``, ``stopped_early``, ...), every trial
 parameter, a value per epoch of every per-epoch metric, the summary metrics and the ``evidence/`` files
 (confusion matrix PNG and CSV, per-class report, test predictions, learning curves PNG), drawn once with
-analysis.evidence and logged to every run. Left out: each run's checkpoint and logged model, which
+trainables.evidence and logged to every run. Left out: each run's checkpoint and logged model, which
 the report never reads. About 2% of the trials fail and a third are stopped early, as under ASHA.
 
 Then, in this one process, side by side:
@@ -49,14 +51,16 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from analysis.compare import sweep_runs
-from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
 from analysis.profile import cpu_model
 from analysis.report import build_report, find_sweep
-from sweeps.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, local_artifact_root, run_name, sweep_tags
+from sweeps.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, local_artifact_root, sweep_tags
 from trainables import metrics as M
+from trainables.config import run_name
+from trainables.contracts import RECIPE_FILE
+from trainables.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
 from trainables.models import ARCH_PRESETS, family_of
 
-TARGET_S = 10.0  # issue 5: report over 1,000 runs, profiles cached
+TARGET_S = 10.0  # issue 5: report over 1,000 runs, profiles cached; issue 26: over 10,000
 PROJECT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "classify-digits"
 SWEEP = "sweep-20261123-120000"
@@ -68,6 +72,15 @@ CLASSES = [str(d) for d in range(10)]
 # Rough final validation accuracy of each architecture in the real default sweep (BENCHMARKS.md),
 # so the table and the Pareto plots look like a real one's.
 BASE_ACC = {"resnet18": 0.95, "efficientnet_b0": 0.3, "vit_tiny_patch16_224": 0.85, "convnext_atto": 0.92}
+
+
+def recipe(runs: int) -> dict:
+    """The recipe a real sweep of this shape logs on its run (quickstart.yaml's space, as parent_params says)."""
+    space = {"arch": list(ARCHS), "weights": "none", "img_size": 32, "batch_size": 32, "warmup_epochs": 0.5,
+             "freeze": list(FREEZE), "unfreeze_stages": [1, 2], "gradual_epochs": 1, "augment": list(AUGMENT),
+             "lr": {"loguniform": [3e-4, 1e-2]}}  # fmt: skip
+    return {"search": "tpe", "num_samples": runs, "asha": True, "grace_period": GRACE, "max_epochs": MAX_EPOCHS,
+            "seed": 0, "space": space}  # fmt: skip
 
 
 def parent_params(runs: int) -> dict[str, str]:
@@ -157,7 +170,7 @@ def trial_params(config: dict) -> dict[str, str]:
 
 
 def write_evidence(out: Path, rng: np.random.Generator) -> Path:
-    """One trial's evidence/ files, drawn once (as analysis.evidence draws a real trial's) and logged to
+    """One trial's evidence/ files, drawn once (as trainables.evidence draws a real trial's) and logged to
     every run: each file's size and the report's work on it are what matter here."""
     out.mkdir(parents=True, exist_ok=True)
     true = np.repeat(np.arange(10), 27)  # 270 test images
@@ -185,6 +198,7 @@ def fabricate(client: mlflow.MlflowClient, runs: int, evidence: Path, seed: int)
     parent = client.create_run(exp_id, run_name=SWEEP, tags={**sweep_tags(SWEEP, PROJECT), MLFLOW_RUN_NAME: SWEEP})
     parent_id = parent.info.run_id
     client.log_batch(parent_id, params=[Param(k, v) for k, v in parent_params(runs).items()])
+    client.log_dict(parent_id, recipe(runs), RECIPE_FILE)  # as a real sweep logs it: "What mattered" reads it
     rng = random.Random(seed)
     failed, t0 = 0, time.perf_counter()
     for i in range(runs):
@@ -282,21 +296,29 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="new directory for the store and the reports (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0, help="of the random numbers (default %(default)s)")
     p.add_argument("--no-trial-rows", action="store_true", help="skip (c), the report with one row per trial")
+    p.add_argument("--reuse", action="store_true", help="--out holds a store this script wrote: time its reports again")
     p.add_argument("--cprofile", action="store_true", help="then run (b) once more under cProfile; top functions")
     a = p.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="report-scale-"))
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "mlflow.db").exists():
-        raise SystemExit(f"--out {out}: holds a store already; give a new directory")
+    if (out / "mlflow.db").exists() and not a.reuse:
+        raise SystemExit(f"--out {out}: holds a store already; give a new directory, or --reuse it")
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = mlflow.MlflowClient()
 
-    print(f"writing 1 parent run and {a.runs} synthetic child runs to {out / 'mlflow.db'}", flush=True)
-    t0 = time.perf_counter()
-    evidence = write_evidence(out / "evidence", np.random.default_rng(a.seed))
-    exp_id, parent_id = fabricate(client, a.runs, evidence, a.seed)
-    print(f"written in {time.perf_counter() - t0:.0f} s")
+    if a.reuse and (out / "mlflow.db").exists():
+        exp_id, parent = find_sweep(EXPERIMENT)
+        parent_id = parent.info.run_id
+        if RECIPE_FILE not in {f.path for f in client.list_artifacts(parent_id)}:  # written by an earlier version
+            client.log_dict(parent_id, recipe(int(parent.data.params["trials_planned"])), RECIPE_FILE)
+        print(f"reusing the sweep in {out / 'mlflow.db'} (its reports are rebuilt)", flush=True)
+    else:
+        print(f"writing 1 parent run and {a.runs} synthetic child runs to {out / 'mlflow.db'}", flush=True)
+        t0 = time.perf_counter()
+        evidence = write_evidence(out / "evidence", np.random.default_rng(a.seed))
+        exp_id, parent_id = fabricate(client, a.runs, evidence, a.seed)
+        print(f"written in {time.perf_counter() - t0:.0f} s")
 
     load_before = load()
     plan = [("(a) rows per architecture, profiling 4 models", "arch"), ("(b) the same, profiles cached", "arch")]

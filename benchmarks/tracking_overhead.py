@@ -3,12 +3,13 @@
 Trials never call MLflow: they report to Ray Tune, and one writer thread in the sweep's driver makes every
 MLflow write (sweeps/trial_runs.py). So a trial never waits on tracking; what tracking costs is the
 writer's own time, spent on the same machine as the trials. This runs a sweep in this process, times
-every write the writer makes (by kind: the run's creation, each epoch's metrics, the end of a trial with
-its evidence, checkpoint and logged model), and divides the total by the trials' summed time
+every write the writer makes (by kind: the run's creation, each epoch's metrics, the end of a trial: the
+upload of the evidence, checkpoint and model its trial made), and divides the total by the trials' summed time
 (`train_time_s`, training and validation). Target: <= 2%.
 
     python benchmarks/tracking_overhead.py                 # as the smoke sweep: 4 trials, 2 epochs, 300 images
     python benchmarks/tracking_overhead.py --epochs 8      # longer trials: more epoch writes, one end each
+    python benchmarks/tracking_overhead.py --archs resnet50  # a bigger model: the driver's end-of-trial cost
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from trainables import metrics as M  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per trial (the smoke sweep's is 2)")
+    ap.add_argument("--archs", nargs="+", help="architectures (default: the default recipe's); e.g. resnet50 to "
+                    "see that the driver's cost per trial does not grow with the model")  # fmt: skip
     a = ap.parse_args()
     spent: dict[str, list[float]] = collections.defaultdict(list)
     apply = trial_runs.MlflowTrialCallback._apply
@@ -51,6 +54,8 @@ def main() -> None:
         argv = ["--num-samples", "4", "--max-epochs", str(a.epochs), "--no-asha", "--set", "train_limit=300",
                 "--address", "local", "--tracking-uri", uri, "--experiment", "tracking",
                 "--storage-path", f"{d}/ray", "--output-dir", f"{d}/reports"]  # fmt: skip
+        if a.archs:
+            argv += ["--archs", *a.archs]
         t0 = time.perf_counter()
         rc = sweep_main(argv)
         wall = time.perf_counter() - t0
@@ -62,7 +67,8 @@ def main() -> None:
         trial_s = sum(r.data.metrics[M.TRAIN_TIME] for r in children)
     writes = sum(sum(v) for v in spent.values())
     print()
-    print(f"{cpu_model()} | sqlite store | {len(children)} trials | sweep command {wall:.0f} s")
+    archs = sorted({r.data.params["arch"] for r in children})
+    print(f"{cpu_model()} | sqlite store | {len(children)} trials of {', '.join(archs)} | sweep command {wall:.0f} s")
     for kind, times in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
         print(
             f"  {kind:<12} {len(times):>4} writes  {sum(times):7.2f} s  (mean {1000 * sum(times) / len(times):.0f} ms)"

@@ -169,6 +169,12 @@ def _trainable():
     return train_classifier
 
 
+def _trial_args(cfg: SweepConfig) -> dict[str, Any]:
+    from sweeps.space import stop_epochs
+
+    return {"stop_epochs": stop_epochs(cfg)}  # where a trial makes its evidence, besides its last epoch
+
+
 def _callback(*args: Any, **kwargs: Any):
     from sweeps.trial_runs import MlflowTrialCallback
 
@@ -183,6 +189,7 @@ TASK = Task(
     default_recipe=DEFAULT_CONFIG,
     trainable=_trainable,
     data_arg="splits",
+    trial_args=_trial_args,
     prepare=prepare,
     callback=_callback,
     report=report,

@@ -191,7 +191,8 @@ def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose:
 
 def trainable_of(task: Task, cfg: Recipe, data):
     return tune.with_resources(
-        tune.with_parameters(task.trainable(), **{task.data_arg: data}),  # in Ray's object store once
+        # in Ray's object store once
+        tune.with_parameters(task.trainable(), **{task.data_arg: data}, **task.trial_args(cfg)),
         {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
     )
 

@@ -230,8 +230,21 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
         mode=cfg.modes()[0],
         max_t=cfg.max_epochs,
         grace_period=cfg.grace_period,
-        reduction_factor=2,
+        reduction_factor=2,  # stop_epochs' powers of 2
     )
+
+
+def stop_epochs(cfg: SweepConfig) -> tuple[int, ...]:
+    """The epochs after which ``scheduler(cfg)`` may stop a trial early: ASHA's rungs below ``max_epochs``
+    (``grace_period`` times powers of 2, where Ray's ``AsyncHyperBandScheduler`` decides). A trial also ends
+    after its last epoch; it makes its evidence for the driver at these epochs and that one."""
+    if not cfg.asha:
+        return ()
+    epochs, t = [], cfg.grace_period
+    while t < cfg.max_epochs:
+        epochs.append(int(t))
+        t *= 2  # reduction_factor
+    return tuple(epochs)
 
 
 def num_trials(cfg: SweepConfig) -> int:

@@ -60,6 +60,8 @@ class Task:
     """After the report: what the task does with the winner (the champion); lines to print."""
     tags: Callable[[], dict[str, str]] = dict
     """Extra tags of the sweep's run (versions of the task's own libraries)."""
+    trial_args: Callable[[Any], dict[str, Any]] = field(default=lambda cfg: {})
+    """(recipe) -> further arguments of the trainable besides the data (e.g. the epochs it may be stopped at)."""
 
     def load(self, path: str | Path):
         return self.recipe.load(path, Path(self.default_recipe).parent)

@@ -34,29 +34,10 @@ from sweeps.credentials import (
     shown,
     split_credentials,
 )
-from trainables.config import CLIP_BASELINES, TrialConfig, is_baseline
 from trainables.contracts import CHAMPION_ALIAS, HOSTNAME_TAG, MODEL_ID_TAG, RESUMES_TAG, SWEEP_TAG
 from trainables.contracts import TRIAL_ID_TAG as TRIAL_ID_TAG  # sweeps.run imports it from here
 
 SERVER_CHECK_TIMEOUT_S = 10
-
-
-def run_name(config: dict[str, Any]) -> str:
-    """A name a person can read in the MLflow UI, e.g. ``convnext_atto-full-light-lr3e-3``. A parameter
-    the recipe left out has its TrialConfig default here, as in the run's params."""
-    cfg = TrialConfig.from_dict(config)
-    if cfg.arch in CLIP_BASELINES:  # e.g. clip_probe-ViT-B-32-quickgelu-openai
-        return f"{cfg.arch}-{Path(cfg.clip_model).stem}-{Path(cfg.clip_pretrained).name}"
-    if is_baseline(cfg.arch):  # e.g. hog_svm-9o-8px-2b-C10
-        gamma = "" if cfg.svm_gamma is None else f"-g{cfg.svm_gamma:.0e}".replace("e-0", "e-")
-        return f"{cfg.arch}-{cfg.hog_orientations}o-{cfg.hog_cell}px-{cfg.hog_block}b-C{cfg.svm_c:g}{gamma}"
-    lr = f"{cfg.lr:.0e}".replace("e-0", "e-")
-    freeze = cfg.freeze
-    if freeze == "partial":
-        freeze += str(cfg.unfreeze_stages)
-    if freeze == "gradual":
-        freeze += str(cfg.gradual_epochs)
-    return f"{cfg.arch}-{freeze}-{cfg.augment}-lr{lr}"
 
 
 SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))  # summary prefix, MLflow's dataset context

@@ -19,39 +19,33 @@ than its last logged epoch replays those epochs).
 from __future__ import annotations
 
 import collections
-import logging
+import json
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pytorch
 import requests
 import sqlalchemy.exc
-import torch
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from analysis.evidence import write_confusion, write_learning_curves, write_per_class, write_predictions
-from analysis.gradcam import gradcam, write_gradcam
-from analysis.samples import read_samples
 from sweeps.config import trial_params
-from sweeps.tracking import run_name
 from trainables import detection as D
 from trainables import metrics as M
-from trainables.config import TrialConfig, epochs_planned
+from trainables.config import epochs_planned, run_name
 from trainables.contracts import (
-    CHECKPOINT_DIR,
     CONFIRM_STAGE,
     DETECT_RECORD_FILE,
     DETECT_WEIGHTS_FILE,
@@ -59,27 +53,28 @@ from trainables.contracts import (
     EPOCH_GAP_TAG,
     ERROR_TAG,
     EVIDENCE_DIR,
+    EVIDENCE_MANIFEST,
     FAMILY_PARAM,
     FAMILY_TAG,
     GRADCAM_TAG,
     HOSTNAME_TAG,
     INFO_PREFIX,
     LAST_ERROR_TAG,
+    MLFLOW_MODEL_DIR,
     MODEL_ID_TAG,
+    PICKLE_NOTE,
     RETRIES_TAG,
+    RUN_ARTIFACTS_DIR,
     SEARCH_STAGE,
     STAGE_TAG,
     STOPPED_EARLY_TAG,
     SWEEP_TAG,
     TRIAL_ID_TAG,
     WEIGHTS_DIR,
-    TrialState,
-    best_model_of,
-    load_trial_state,
-    save_best_model,
+    EvidenceManifest,
     stage_of,
 )
-from trainables.models import family_of, load_model
+from trainables.models import family_of
 
 MAX_PARAM_LEN = 6000  # MLflow's limit on a parameter value's length, in characters
 RETRY_S = 5.0  # pause between attempts while the tracking store refuses a write
@@ -95,20 +90,6 @@ UNSENT_FILE = "unsent_mlflow_writes.pkl"
 
 def log(msg: str) -> None:
     print(f"[mlflow] {msg}", flush=True)
-
-
-class _Once(logging.Filter):
-    """Lets each distinct message of a logger through once: MLflow's note that a pickled model needs trusting
-    is said for every trial's model, the same words each time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        said = record.getMessage() in self.seen
-        self.seen.add(record.getMessage())
-        return not said
 
 
 def _params(d: dict[str, Any]) -> list[Param]:
@@ -132,7 +113,7 @@ class MlflowTrialCallback(Callback):
     For classification trials; a task subclasses it with its own metric names and run contents
     (``DetectionTrialCallback``)."""
 
-    epoch_metrics: tuple[str, ...] = (*M.EPOCH_METRICS, *M.SYSTEM_METRICS)  # per-epoch curves, from each result
+    epoch_metrics: tuple[str, ...] = (*M.EPOCH_METRICS, *M.SYSTEM_METRICS, M.UNREADABLE_IMAGES)  # from each result
     summary_metrics: tuple[str, ...] = (*M.SUMMARY_METRICS, M.TEST_TOP5)  # from the last result
     history_metric: str = M.VAL_ACC  # read back to find the last epoch a run already has
 
@@ -158,9 +139,6 @@ class MlflowTrialCallback(Callback):
         self._init_runtime()
 
     def _init_runtime(self) -> None:
-        pytorch_log = logging.getLogger("mlflow.pytorch")
-        if not any(isinstance(f, _Once) for f in pytorch_log.filters):
-            pytorch_log.addFilter(_Once())
         self._client: MlflowClient | None = None
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -169,9 +147,11 @@ class MlflowTrialCallback(Callback):
         self._error: str | None = None  # the last failed write, while it is being retried
         self._dropped: list[str] = []  # what the store said when it refused a write, for the end-of-sweep error
         self._refused: list[dict] = []  # those writes, kept to be tried again by a resumed sweep
-        self._samples: list | None = None  # the sweep's sample images (analysis.samples), read once
         self._ended: set[str] = set()  # trials that completed or failed for good while this process ran
         self._datasets: list | None = None  # the sweep run's dataset inputs, read once, given to every trial run
+        self._first_start: float | None = None  # time.monotonic() of the first trial start this process saw
+        self._last_end: float | None = None  # ... and of the last trial end
+        self._noted_pickle = False
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
@@ -241,6 +221,7 @@ class MlflowTrialCallback(Callback):
         self._start()
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._first_start = self._first_start or time.monotonic()
         self._put("open", trial)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
@@ -260,10 +241,12 @@ class MlflowTrialCallback(Callback):
         last = trial.last_result or {}
         summary = {k: float(last[k]) for k in self.summary_metrics if k in last}
         self._ended.add(trial.trial_id)
+        self._last_end = time.monotonic()
         self._put("complete", trial, epoch=int(last.get(M.EPOCH, 0)), summary=summary, checkpoint=trial.checkpoint)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self._ended.add(trial.trial_id)
+        self._last_end = time.monotonic()
         self._put("error", trial, error=_error_text(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
@@ -279,6 +262,12 @@ class MlflowTrialCallback(Callback):
         flushed = self.flush(self.flush_timeout_s)
         with self._cv:
             self._keep_unsent()
+        if flushed and self._last_end is not None:  # what the tracking of the trials added to the sweep's time
+            done, first = time.monotonic(), self._first_start or self._last_end
+            log(
+                f"{len(self._ended)} trials ended in {self._last_end - first:.1f} s; their MLflow writes "
+                f"were all made {done - self._last_end:.1f} s after the last one ended"
+            )
         if not flushed:
             raise TrackingIncomplete(
                 f"{len(self._pending)} MLflow writes could not be made in {self.flush_timeout_s:g} s "
@@ -464,8 +453,8 @@ class MlflowTrialCallback(Callback):
         self.client.set_terminated(run_id, status="FINISHED")
 
     def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:
-        """What a finished trial leaves besides its metrics, from its last checkpoint."""
-        self._log_evidence(run_id, op, load_trial_state(checkpoint_dir))
+        """What a finished trial leaves besides its metrics: the evidence its last checkpoint carries."""
+        self._log_evidence(run_id, checkpoint_dir)
 
     def _on_error(self, run_id: str, op: dict) -> None:
         self.client.set_tag(run_id, ERROR_TAG, op["error"][:5000])
@@ -477,75 +466,49 @@ class MlflowTrialCallback(Callback):
 
     # ---- the evidence of a finished trial ----------------------------------------------------------
 
-    def _log_evidence(self, run_id: str, op: dict, state: TrialState) -> None:
-        """The best epoch's weights with the preprocessing they expect (``checkpoint/best_model.pt``), the
-        confusion matrix, per-class report, learning curves and Grad-CAM heatmaps (``evidence/``), and the
-        model in MLflow's PyTorch flavour."""
-        best, info, name = state["best"], state["info"], run_name(op["config"])
-        cfg = TrialConfig.from_dict(op["config"])  # what the recipe left out at its default, as the trial had it
-        model = load_model(cfg.arch, info["num_classes"], cfg.img_size, best["model"])
-        history = {k: [(m.step, m.value) for m in self.client.get_metric_history(run_id, k)] for k in M.EPOCH_METRICS}
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d)
-            ckpt = save_best_model(best_model_of(state, cfg.arch), out)
-            self.client.log_artifact(run_id, str(ckpt), CHECKPOINT_DIR)
-            title = f"{name}: test split, epoch {best['epoch']} (best on validation)"
-            files = write_confusion(best["test_report"]["confusion"], best["classes"], out, title)
-            files.append(write_per_class(best["test_report"], best["classes"], out))
-            files.append(write_predictions(best["test_report"], best["classes"], out))
-            files.append(write_learning_curves(history, out, name))
-            files += self._gradcam(run_id, cfg.arch, model, state, out, name)
-            for f in files:
-                self.client.log_artifact(run_id, str(f), EVIDENCE_DIR)
+    def _log_evidence(self, run_id: str, checkpoint_dir: Path) -> None:
+        """Uploads what the trial made on its worker (``trainables.trial_evidence``): the best epoch's weights
+        with the preprocessing they expect (``checkpoint/best_model.pt``), the confusion matrix, per-class
+        report, predictions, learning curves and Grad-CAM heatmaps (``evidence/``), and the model in MLflow's
+        PyTorch flavour. Files only: the driver never builds a model, whatever its size."""
+        manifest_file = checkpoint_dir / EVIDENCE_MANIFEST
+        manifest: EvidenceManifest | None = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+        if manifest is None or manifest["epoch"] is None:  # said on the run and here, never silent
+            why = (
+                "none: the trial's checkpoint has no evidence (a trial begun by an earlier version)"
+                if manifest is None
+                else f"none: the trial ended after epoch {manifest['at_epoch']}, where the sweep did not expect "
+                "it to stop, and made its evidence only where it did"
+            )
+            self.client.set_tag(run_id, GRADCAM_TAG, why)
+            log(f"warning: trial run {run_id}: no evidence: {why[len('none: ') :]}")
+            return
+        self.client.log_artifacts(run_id, str(checkpoint_dir / RUN_ARTIFACTS_DIR))
+        self.client.set_tag(run_id, GRADCAM_TAG, manifest["gradcam"])
+        if manifest["gradcam"].startswith("none"):
+            log(f"trial run {run_id}: no Grad-CAM: {manifest['gradcam'][len('none: ') :]}")
         if MODEL_ID_TAG not in self.client.get_run(run_id).data.tags:
-            self._log_model(run_id, model, state)
+            self._log_model(run_id, checkpoint_dir / MLFLOW_MODEL_DIR, manifest["epoch"])
 
-    def _gradcam(self, run_id: str, arch: str, model, state: TrialState, out: Path, name: str) -> list[Path]:
-        """Grad-CAM of the best model on the sweep's sample images. Where none can be drawn, the run's
-        ``gradcam`` tag says why and the trial's other evidence is logged all the same; otherwise the tag
-        names the layer read."""
-        if self._samples is None:  # an unreachable store raises here: the write is retried, nothing cached
-            self._samples = read_samples(self.client, self.parent_run_id) or []
-        why = None
-        if not self._samples:
-            why = "the sweep's run has no sample images (a sweep begun by an earlier version)"
-        elif state.get("preprocessing") is None:
-            why = "the trial's state does not record its eval transform (begun by an earlier version)"
-        if why is None:
-            try:
-                heat = gradcam(model, arch, state["preprocessing"], self._samples)
-                title = f"{name}: epoch {state['best']['epoch']} (best on validation), the sweep's validation samples"
-                files = write_gradcam(heat, self._samples, state["best"]["classes"], out, title)
-                self.client.set_tag(run_id, GRADCAM_TAG, heat.target)
-                return files
-            except Exception as e:  # noqa: BLE001 - a heatmap that cannot be drawn must not cost the trial its evidence
-                why = f"{type(e).__name__}: {str(e)[:300]}"
-        self.client.set_tag(run_id, GRADCAM_TAG, f"none: {why}")
-        log(f"trial {run_id}: no Grad-CAM: {why}")
-        return []
-
-    def _log_model(self, run_id: str, model: torch.nn.Module, state: TrialState) -> None:
-        info = state["info"]
-        size = int(info["input_size"])
-        x = torch.zeros(2, 3, size, size)
-        with torch.inference_mode():
-            y = model(x)
-        # A float32 batch of normalised images (N, 3, size, size) in, class logits (N, classes) out.
-        signature = infer_signature(x.numpy(), y.numpy())
-        logged = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            signature=signature,
-            # MLflow 3's default 'pt2' (torch.export) cannot trace every timm architecture; the pickled
-            # module loads back anywhere torch and timm are installed (the requirements below).
-            serialization_format="pickle",
-            # Stated, not inferred: inference imports the model in a subprocess, slow and fragile here.
-            pip_requirements=[f"{p}=={version(p)}" for p in ("torch", "torchvision", "timm")],
-            # What serving needs besides the weights: the class names and the eval transform's settings.
-            metadata={"classes": state["best"]["classes"], "preprocessing": state.get("preprocessing")},
-        )
-        self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
+    def _log_model(self, run_id: str, model_dir: Path, step: int) -> None:
+        """The trial's MLflow model directory as the run's logged model (``models:/<id>``), as
+        ``mlflow.pytorch.log_model`` would have logged it from the model object."""
+        if not self._noted_pickle:  # MLflow's note, which the trials keep to themselves (trainables.trial_evidence)
+            log(f"note: {PICKLE_NOTE}")
+            self._noted_pickle = True
+        model = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=run_id)
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
+        with tempfile.TemporaryDirectory() as d:  # links to the trial's files, whatever their size; MLmodel anew
+            local = Path(d) / "model"
+            shutil.copytree(model_dir, local, copy_function=os.symlink)
+            meta = Model.load(str(model_dir / MLMODEL_FILE_NAME))  # with the ids it could not know on the worker
+            meta.run_id, meta.model_id, meta.model_uuid = run_id, model.model_id, model.model_id
+            meta.artifact_path = model.artifact_location
+            (local / MLMODEL_FILE_NAME).unlink()
+            meta.save(str(local / MLMODEL_FILE_NAME))
+            self.client.log_model_artifacts(model.model_id, str(local))
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        self.client.set_tag(run_id, MODEL_ID_TAG, model.model_id)
 
 
 def _error_text(trial: Trial) -> str:

@@ -122,3 +122,35 @@ def is_loopback(ip: str) -> bool:
     address = ipaddress.ip_address(ip.split("%")[0])
     mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv6 socket bound to IPv4 loopback
     return (mapped or address).is_loopback
+
+
+@pytest.fixture(scope="session")
+def evidence_trial(tmp_path_factory):
+    """A three-epoch trial of a tiny model, its checkpoint directories written as the trainable writes them,
+    with the evidence due after epochs 1 and 3 (as after an ASHA rung at epoch 1 and the last epoch), not 2.
+    Returns (config dict, splits, [(checkpoint dir, EpochReport), ...])."""
+    import torch
+
+    from trainables import metrics as M
+    from trainables.config import TrialConfig
+    from trainables.contracts import save_trial_state
+    from trainables.data import limit_train, load_digits
+    from trainables.engine import fit
+    from trainables.trial_evidence import TrialEvidence
+
+    config = {"arch": "resnet18", "img_size": 32, "max_epochs": 3, "batch_size": 32, "lr": 3e-3, "seed": 0}
+    splits = limit_train(load_digits(), 100, seed=0)
+    cfg = TrialConfig.from_dict({**config, "warmup_epochs": 0.5})
+    root = tmp_path_factory.mktemp("trial")
+    evidence = TrialEvidence(cfg, splits, torch.device("cpu"), root / "work", resume_dir=None)
+    checkpoints = []
+    for report in fit(cfg, splits, torch.device("cpu")):
+        epoch = int(report.metrics[M.EPOCH])
+        evidence.update(report.metrics, report.state, due=epoch != 2)
+        d = root / f"checkpoint_{epoch}"
+        d.mkdir()
+        save_trial_state(report.state, d)
+        evidence.add_to(d)
+        checkpoints.append((d, report))
+    evidence.close()
+    return {**config, "warmup_epochs": 0.5}, splits, checkpoints

@@ -19,12 +19,12 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from analysis import torch_compat
+from analysis import mlflow_compat, torch_compat
 from sweeps import optuna_compat, ray_compat
 from trainables import ultralytics_compat
 
 REPO = Path(__file__).resolve().parent.parent
-COMPAT = (ray_compat, optuna_compat, torch_compat, ultralytics_compat)
+COMPAT = (ray_compat, optuna_compat, torch_compat, mlflow_compat, ultralytics_compat)
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
 # Not importorskip: importing Ultralytics at collection would change the whole test session
 # (trainables.ultralytics_compat.load_ultralytics says how); tests import it through load_ultralytics.
@@ -161,6 +161,73 @@ def test_attention_on_the_cpu_is_counted_through_torch_compats_formulas():
     )
     assert fused.get_total_flops() == 4 * 2 * 5 * 8 * 8 + 800, moved(
         "torch", f"nn.MultiheadAttention's fused path as aten.{torch_compat.MHA_FASTPATH}", torch_compat, "moved"
+    )
+
+
+# -- MLflow's SQL tracking store ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mlflow.tracking._tracking_service.utils._get_store",
+        "mlflow.store.tracking.sqlalchemy_store.SqlAlchemyStore",
+        *(f"mlflow.store.tracking.dbmodels.models.{model}" for model in mlflow_compat.COLUMNS),
+    ],
+)
+def test_mlflow_internals_are_where_mlflow_compat_reads_them(name):
+    resolve("mlflow", name, mlflow_compat)
+
+
+@pytest.mark.parametrize("model", list(mlflow_compat.COLUMNS))
+def test_mlflows_tables_have_the_columns_mlflow_compat_reads(model):
+    table = resolve("mlflow", f"mlflow.store.tracking.dbmodels.models.{model}", mlflow_compat).__table__
+    read = (*mlflow_compat.COLUMNS[model], *([mlflow_compat.STAGE] if model == "SqlRun" else []))
+    missing = [c for c in read if c not in table.c]
+    assert not missing, moved("mlflow", f"the columns {missing} of table {table.name}", mlflow_compat)
+
+
+def test_mlflow_compat_reads_a_sweeps_runs_as_mlflows_search_finds_them(tmp_path):
+    """Child runs of the sweep only (not another parent's, not a deleted one, not another experiment's), newest
+    first, with every latest metric (NaN included), parameter and tag, and the store MLflow's client uses."""
+    import math
+
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        assert type(mlflow_compat.sql_store()).__name__ == "SqlAlchemyStore", moved(
+            "mlflow", "the client's store for a sqlite:/// URI", mlflow_compat, "is another class"
+        )
+        client = mlflow.MlflowClient()
+        exp, other = client.create_experiment("a"), client.create_experiment("b")
+        parent = client.create_run(exp).info.run_id
+        kids = [client.create_run(exp, tags={MLFLOW_PARENT_RUN_ID: parent}).info.run_id for _ in range(3)]
+        client.log_metric(kids[0], "acc", 0.5, step=1)
+        client.log_metric(kids[0], "acc", 0.7, step=2)  # the latest is the one read
+        client.log_metric(kids[1], "loss", float("nan"))
+        client.log_param(kids[1], "arch", "resnet18")
+        client.set_terminated(kids[2], "FAILED")
+        client.delete_run(client.create_run(exp, tags={MLFLOW_PARENT_RUN_ID: parent}).info.run_id)
+        client.create_run(other, tags={MLFLOW_PARENT_RUN_ID: parent})
+        client.create_run(exp, tags={MLFLOW_PARENT_RUN_ID: kids[0]})
+        rows = mlflow_compat.child_runs(exp, parent)
+        found = client.search_runs([exp], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'")
+        mlflow.set_tracking_uri("http://127.0.0.1:9")  # a tracking server: MLflow's search instead (nothing sent)
+        assert mlflow_compat.child_runs(exp, parent) is None
+    finally:
+        mlflow.set_tracking_uri(None)
+    info = [(r.info.run_id, r.info.experiment_id, r.info.status, r.info.artifact_uri, r.info.start_time,
+             r.info.end_time) for r in found]  # fmt: skip
+    assert rows.info == info, moved("mlflow", "search_runs' runs or their order", mlflow_compat, "differ from ours")
+    for kind in ("params", "tags"):
+        want = {(r.info.run_id, k, v) for r in found for k, v in getattr(r.data, kind).items()}
+        assert set(getattr(rows, kind)) == want, moved("mlflow", f"a run's {kind}", mlflow_compat, "differ from ours")
+    want = {(r.info.run_id, k): v for r in found for k, v in r.data.metrics.items()}
+    got = {(run, k): v for run, k, v in rows.metrics}
+    assert got.keys() == want.keys() and math.isnan(got[kids[1], "loss"]) and got[kids[0], "acc"] == 0.7, moved(
+        "mlflow", "a run's latest metrics", mlflow_compat, "differ from ours"
     )
 
 

@@ -138,6 +138,29 @@ def load_best_model(path: str | Path) -> BestModel:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# -- the evidence a classification trial adds to each checkpoint (trainables.trial_evidence makes it,
+# sweeps.trial_runs uploads it) -------------------------------------------------------------------------
+
+RUN_ARTIFACTS_DIR = "artifacts"  # the files of the trial's run, at their artifact paths (evidence/, checkpoint/)
+MLFLOW_MODEL_DIR = "mlflow_model"  # the best epoch's model in MLflow's PyTorch flavour, logged as the run's model
+EVIDENCE_MANIFEST = "evidence.json"
+# Said once by the driver as it logs the first model, for whoever loads them; MLflow says it at every save.
+PICKLE_NOTE = (
+    "each trial's model is logged pickled (MLflow's serialization_format='pickle': its default, torch.export, "
+    "cannot trace every timm architecture); unpickling runs code, so load models only from a store you trust"
+)
+
+
+class EvidenceManifest(TypedDict):
+    """What the evidence in a checkpoint is of (``EVIDENCE_MANIFEST``, JSON)."""
+
+    epoch: int | None  # the best epoch so far, which the files show; None: this checkpoint has no files
+    at_epoch: int  # the epoch of the checkpoint
+    gradcam: str  # the layer Grad-CAM read, or 'none: <why>' (the run's GRADCAM_TAG)
+    history: dict[str, dict[str, float]]  # per-epoch metric -> epoch -> value: the learning curves' numbers
+    made_in: dict[str, str | int]  # hostname and pid of the trial process that made it
+
+
 # -- a detection trial's checkpoint (Ultralytics' files, trainables.detection) -----------------------------
 
 DETECT_WEIGHTS_FILE = "best.pt"  # the best epoch's weights, loadable with ultralytics.YOLO
@@ -197,7 +220,7 @@ INFO_PREFIX = "info/"
 # On a trial's run.
 CHECKPOINT_DIR = "checkpoint"
 BEST_MODEL_ARTIFACT = f"{CHECKPOINT_DIR}/{BEST_MODEL_FILE}"
-EVIDENCE_DIR = "evidence"  # confusion matrix, per-class report, learning curves, Grad-CAM (analysis.evidence)
+EVIDENCE_DIR = "evidence"  # confusion matrix, per-class report, learning curves, Grad-CAM (trainables.evidence)
 WEIGHTS_DIR = "weights"  # a detection trial's DETECT_WEIGHTS_FILE
 EXPORT_DIR = "export"  # ONNX and TorchScript files (analysis.export)
 # On a sweep's parent run.
@@ -207,8 +230,10 @@ RECIPE_FILE = "sweep_config.yaml"  # the recipe as run, overrides applied (also 
 SEARCH_SPACE_FILE = "search_space.json"
 SKIPPED_FILE = "data/skipped_images.txt"  # path<TAB>problem of each image left out
 IGNORED_FILE = "data/ignored_files.txt"  # path<TAB>why of each file or link not used
+# On a trial's run.
+UNREADABLE_FILE = "data/unreadable_images.txt"  # path<TAB>split of each file that failed to decode in the trial
 
 
 def evidence_path(name: str) -> str:
-    """Where a trial's run keeps one evidence file (``analysis.evidence``'s names)."""
+    """Where a trial's run keeps one evidence file (``trainables.evidence``'s names)."""
     return f"{EVIDENCE_DIR}/{name}"

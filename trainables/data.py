@@ -5,32 +5,35 @@ for train/val/test, split once, stratified, with a fixed seed, or as the folder'
 folders give them. The split is made by the driver before any trial starts and shipped to every
 trial, so all trials of a sweep see exactly the same images. Every entry of a folder that is not
 used is listed with why (``DatasetSplits.ignored``).
-A folder's files are decoded once, by the driver's check of every file; while they fit the budget
-(``decode_cache_mb``) the decoded pixels travel with the split, so trials never decode a file again.
+Every file of a folder gets a header check on the driver, on all its cores. While the folder's decoded
+pixels fit the budget (``decode_cache_mb``) every file is then decoded once, which is also the full check,
+and the pixels travel with the split, so trials never decode a file again. Over the budget the trials
+decode the files; one that fails there is named, counted and replaced (``ImageSamples.load``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
+import sys
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from trainables import image_files
 from trainables.contracts import DATA_SOURCE_PARAM
+from trainables.image_files import BACKGROUND, check_image, to_rgb  # noqa: F401 - imported from here by analysis/
 
 DIGITS = "digits"  # the name of the embedded default dataset
-BACKGROUND = (255, 255, 255)  # what transparent pixels become: images are composited onto white
 MAX_LISTED = 20  # bad files named in one error message; the rest are counted
-SCAN_PROGRESS_EVERY = 5000  # images between progress lines while checking a folder
+SCAN_PROGRESS_EVERY = 5000  # images between progress lines while decoding a folder
+HEADER_PROGRESS_EVERY = 10000  # the same while reading headers: 2-3x as fast per file as decoding
 DECODE_CACHE_MB = 2048  # default budget for a folder's decoded pixels kept in memory (Ray's object store)
 # The files a folder's images are read from: torchvision's IMG_EXTENSIONS (ImageFolder's list) and GIF,
 # whose first frame is the image (as for animated WebP and multi-page TIFF). Matched case-insensitively.
@@ -62,73 +65,14 @@ LAYOUT_CLASS_FOLDERS = "class folders, split by the sweep"
 LAYOUT_GIVEN = "train/val/test folders as given"
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any image PIL opens, as the 8-bit RGB picture a person sees: EXIF orientation applied; 16-bit
-    grey scaled to 8 bits (65535 -> 255, not clipped; 32-bit integer grey the same, or by its maximum
-    when that is higher); floating-point grey in [0, 1] scaled by 255, otherwise by its maximum;
-    transparency (an alpha channel or a transparent palette/colour entry) composited onto white; CMYK
-    and palettes converted. A 12-bit image stored in 16 bits comes out dark: its range is not recorded."""
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        top = float(a.max(initial=0))
-        if im.mode == "F":
-            top = 1.0 if top <= 1.0 else top
-        else:
-            top = max(65535.0, top)
-        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("P", "L", "RGB") and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, BACKGROUND)
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    return im.convert("RGB")
-
-
-def check_image(path: str) -> tuple[str | None, str]:
-    """(what is wrong with this file or None, SHA-256 of its bytes). Decodes every pixel, so truncated
-    files are caught here and not in the middle of a trial; images over PIL's decompression-bomb limit
-    (``Image.MAX_IMAGE_PIXELS``) are refused before their pixels are read."""
-    problem, digest, _ = _decode(path, keep=False)
-    return problem, digest
-
-
-def _decode(path: str, keep: bool) -> tuple[str | None, str, np.ndarray | None]:
-    """``check_image``, plus the decoded RGB pixels (H, W, 3) of a good file; without ``keep``, a
-    zero-copy stand-in of the same shape (what they would take, and nothing held)."""
-    digest = ""
-    try:
-        data = Path(path).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        with Image.open(io.BytesIO(data)) as im:  # PIL itself refuses over twice the limit, here
-            limit = Image.MAX_IMAGE_PIXELS
-            pixels = im.width * im.height
-            if limit and pixels > limit:
-                size = f"{im.width}x{im.height} = {pixels} pixels, limit {limit}"
-                return f"too large to decode safely ({size})", digest, None
-            im.load()
-            rgb = to_rgb(im)
-            return None, digest, np.asarray(rgb) if keep else np.broadcast_to(np.uint8(0), (rgb.height, rgb.width, 3))
-    except Image.DecompressionBombError as e:
-        return f"too large to decode safely ({e})", digest, None
-    except UnidentifiedImageError:
-        return "not an image PIL can read", digest, None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL reports truncation and bad data as these
-        if isinstance(e, OSError) and e.filename is not None:  # the file itself: unreadable, a broken link
-            return f"cannot be read ({e.strerror or e})", digest, None
-        return f"truncated or corrupted ({e})", digest, None
-
-
 @dataclass(frozen=True)
 class ScanResult:
     """What checking every file of an image folder found."""
 
     bad: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     groups: dict[str, list[int]] = field(default_factory=dict)  # content hash -> indices of identical files
-    decoded: list[np.ndarray | None] | None = None  # each good file's RGB pixels; None: over the budget
-    decoded_bytes: int = 0  # what all good files take decoded (counted even when over the budget)
+    decoded: list[np.ndarray | None] | None = None  # each good file's RGB pixels; None: headers checked only
+    decoded_bytes: int = 0  # what all good files take decoded (from their headers when over the budget)
 
 
 @dataclass(frozen=True)
@@ -165,6 +109,38 @@ class BadImagesError(ValueError):
     pass
 
 
+class UnreadableFiles:
+    """The images of one split that failed to decode in a trial, their headers having passed the driver's
+    check: a flag each. After ``share()`` the flags are in shared memory, so that a trial and its loader
+    worker processes see the same ones: each file is named once a trial and counted once."""
+
+    def __init__(self, n: int) -> None:
+        self.flags = torch.zeros(n, dtype=torch.uint8)
+
+    def __setstate__(self, state: dict) -> None:
+        # A spawned loader worker gets the trial's shared flags; a trial gets its own copy from Ray's
+        # object store (which may be a read-only view).
+        flags = state["flags"]
+        self.flags = flags if flags.is_shared() else flags.clone()
+
+    def share(self) -> None:
+        self.flags.share_memory_()
+
+    def __contains__(self, i: int) -> bool:
+        return bool(self.flags[i])
+
+    def add(self, i: int) -> int:
+        """Flag image ``i``; how many are flagged now."""
+        self.flags[i] = 1
+        return len(self)
+
+    def __len__(self) -> int:
+        return int(self.flags.sum())
+
+    def indices(self) -> list[int]:
+        return self.flags.nonzero().flatten().tolist()
+
+
 @dataclass(frozen=True)
 class ImageSamples:
     """One split: ``images`` is a uint8 array (N, H, W, 3) held in memory, or a list of file paths, with
@@ -173,18 +149,59 @@ class ImageSamples:
     images: np.ndarray | list[str]
     labels: np.ndarray  # int64, (N,)
     decoded: PackedImages | None = None
+    unreadable: UnreadableFiles | None = field(default=None, compare=False, repr=False)  # None: a new record
+
+    def __post_init__(self) -> None:
+        if self.unreadable is None:
+            object.__setattr__(self, "unreadable", UnreadableFiles(len(self.labels)))
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def reads_files(self) -> bool:
+        """Its images are decoded from the files as they are loaded."""
+        return self.decoded is None and isinstance(self.images, list)
+
     def load(self, i: int) -> Image.Image:
+        """Image ``i`` as RGB. A file that fails to decode is replaced (``_stand_in``), never fatal; one that
+        cannot be read at all raises: the folder changed or went away under the sweep, not one image."""
         if self.decoded is not None:
             return Image.fromarray(self.decoded[i])  # decoded by the driver's check: RGB already
         item = self.images[i]
         if isinstance(item, np.ndarray):
             return Image.fromarray(item)  # (H, W, 3) uint8: RGB
-        with Image.open(item) as im:
-            return to_rgb(im)
+        if i not in self.unreadable:
+            problem, picture = image_files.decode(item, raise_io=True)
+            if problem is None:
+                return picture
+            return self._stand_in(i, {i: problem})
+        return self._stand_in(i, {})
+
+    def unreadable_files(self) -> list[str]:
+        """The files found unreadable so far, by this process or its loader workers (in a trial: the trial's)."""
+        return [self.images[j] for j in self.unreadable.indices()]
+
+    def _stand_in(self, i: int, failed: dict[int, str]) -> Image.Image:
+        """What is used for file ``i``, which does not decode: the next readable image of its class in this
+        split (after ``i``, wrapping round), or a blank white one if there is none. Files found unreadable
+        on the way (``failed``: index -> problem, ``i``'s included if new) are flagged, and each is named
+        with the count on stderr, which Ray shows in the sweep's output for a trial."""
+        same = np.flatnonzero(self.labels == self.labels[i])
+        used, picture = "a blank white image: no image of its class in this split decodes", None
+        for j in (*same[same > i], *same[same < i]):
+            if j in self.unreadable:
+                continue
+            problem, picture = image_files.decode(self.images[j], raise_io=True)
+            if problem is None:
+                used = f"{self.images[j]}, the next readable image of its class in this split"
+                break
+            failed[int(j)] = problem
+        for j, problem in failed.items():
+            n = self.unreadable.add(j)
+            said = f"{self.images[j]}: {problem}; replaced by {used} ({n} unreadable file(s) in this split so far)"
+            print(f"warning: {said}", file=sys.stderr, flush=True)
+        return picture or Image.new("RGB", (32, 32), BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,8 @@ class ImageSamplesDataset(torch.utils.data.Dataset):
     def __init__(self, samples: ImageSamples, transform) -> None:
         self.samples = samples
         self.transform = transform
+        if samples.reads_files:  # before the loader's workers start: they and the trial share the record
+            samples.unreadable.share()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -312,30 +331,34 @@ def load_digits(val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0) 
 def scan_images(
     paths: list[str], labels: np.ndarray, classes: list[str], where: str, progress=None, keep_mb: float = 0
 ) -> ScanResult:
-    """Open every file once: the unreadable ones, and which files are byte-identical copies of each
-    other. A copy filed under two classes cannot be right, and is an error on its own. Decoding runs on
-    every core (PIL releases the GIL); ``progress`` hears how far it got on large folders. The decoded
-    pixels are kept while they add up to at most ``keep_mb`` megabytes, and all dropped past it."""
-    bad, by_hash = [], defaultdict(list)
-    kept: list[np.ndarray | None] | None = [None] * len(paths) if keep_mb > 0 else None
-    total = 0
+    """Check every file on every core: the unreadable ones, and which files are byte-identical copies of
+    each other. A copy filed under two classes cannot be right, and is an error on its own.
 
-    def decode(path: str):  # reads `kept` as it runs: once over the budget, no more pixels are held
-        return _decode(path, kept is not None)
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for i, (problem, digest, rgb) in enumerate(pool.map(decode, paths)):
-            if problem:
-                bad.append((paths[i], problem))
-            else:
-                by_hash[digest].append(i)
-                total += rgb.size
-                if kept is not None and total > keep_mb * 2**20:
-                    kept = None  # over the budget: the trials will decode the files themselves
-                if kept is not None:
-                    kept[i] = rgb
-            if progress and (i + 1) % SCAN_PROGRESS_EVERY == 0:
-                progress(f"{where}: checked {i + 1} of {len(paths)} images")
+    Every file's header is read (``image_files.read_header``), which also gives what its pixels take
+    decoded. When the good files add up to at most ``keep_mb`` megabytes decoded, each is then decoded
+    once, the full check (truncated files are found), and the pixels are kept; over it (or at 0) the
+    headers are the whole check. ``progress`` hears how far each pass got on large folders."""
+    kept: list[np.ndarray | None] | None = None
+    with image_files.workers(len(paths)) as pool:
+        said = _progress(progress, HEADER_PROGRESS_EVERY, f"{where}: read the header of")
+        heads = image_files.check_files(image_files.headers, paths, pool, said)
+        problems = {i: problem for i, (problem, _, _) in enumerate(heads) if problem}
+        good = [i for i in range(len(paths)) if i not in problems]
+        total = sum(heads[i][2] for i in good)
+        if keep_mb > 0 and total <= keep_mb * 2**20:
+            kept, total = [None] * len(paths), 0
+            said = _progress(progress, SCAN_PROGRESS_EVERY, f"{where}: checked")
+            decoded = image_files.check_files(image_files.pixels, [paths[i] for i in good], pool, said)
+            for i, (problem, rgb) in zip(good, decoded, strict=True):
+                if problem:
+                    problems[i] = problem
+                else:
+                    kept[i], total = rgb, total + rgb.size
+    bad = [(paths[i], problems[i]) for i in sorted(problems)]
+    by_hash = defaultdict(list)
+    for i, (_, digest, _) in enumerate(heads):
+        if i not in problems:
+            by_hash[digest].append(i)
     clashes = [ix for ix in by_hash.values() if len({int(labels[i]) for i in ix}) > 1]
     if clashes:
         listed = "; ".join(" = ".join(f"{paths[i]} ({classes[labels[i]]})" for i in ix) for ix in clashes[:MAX_LISTED])
@@ -344,6 +367,20 @@ def scan_images(
             "Keep each image in one class folder."
         )
     return ScanResult(bad=bad, groups=dict(by_hash), decoded=kept, decoded_bytes=total)
+
+
+def _progress(progress, every: int, done: str):
+    """``check_files``' ``done``: a line to ``progress`` each ``every`` files of one pass."""
+    if progress is None:
+        return None
+    said = [0]
+
+    def done_(n: int, total: int) -> None:
+        for k in range(said[0] // every + 1, n // every + 1):
+            progress(f"{done} {k * every} of {total} images")
+        said[0] = n
+
+    return done_
 
 
 def _bad_images_message(bad: list[tuple[str, str]], where: str) -> str:
@@ -679,15 +716,22 @@ def _cross_split_copies(groups: list[list[int]], paths: list[str], parts) -> lis
     return copies
 
 
+# What over the budget leaves to the trials, said wherever a folder is not decoded up front.
+HEADERS_ONLY = (
+    "; only each file's header was checked up front: a file that fails to decode in a trial is named in the "
+    "sweep's output, counted, and replaced by the next readable image of its class in its split"
+)
+
+
 def _decode_note(scan: ScanResult, decode_cache_mb: float) -> str:
     mb = scan.decoded_bytes / 2**20
     if scan.decoded is not None:
         return f"{mb:.1f} MB of decoded pixels held in memory: trials do not decode the files again"
     if decode_cache_mb <= 0:
-        return "decode_cache_mb is 0: every trial decodes the files each epoch"
+        return "decode_cache_mb is 0: every trial decodes the files each epoch" + HEADERS_ONLY
     return (
         f"decoded, the images take {mb:.1f} MB, over decode_cache_mb={decode_cache_mb:g}: every trial decodes "
-        "the files each epoch (raise decode_cache_mb if the nodes have the memory)"
+        "the files each epoch (raise decode_cache_mb if the nodes have the memory)" + HEADERS_ONLY
     )
 
 
@@ -704,11 +748,12 @@ def load_image_folder(
     already split, ``root/train/<class name>/<image file>`` with ``val/`` and/or ``test/`` beside it.
 
     ``scan_folder`` lists the images (``IMAGE_EXTENSIONS``) and names every other entry in
-    ``DatasetSplits.ignored``; every image is then opened and decoded once. Unreadable files stop the sweep
-    with their names, or with ``skip_bad`` are left out and listed in ``DatasetSplits.skipped``. Identical
-    files go to the same split (given split folders may hold copies: ``cross_split_copies``). When all the
-    decoded pixels take at most ``decode_cache_mb`` megabytes they are kept with the split (0: never),
-    so trials read pixels instead of decoding files every epoch; ``decode_note`` says which it is.
+    ``DatasetSplits.ignored``; every image is then checked (``scan_images``): its header, and, when all the
+    decoded pixels take at most ``decode_cache_mb`` megabytes, every pixel, those pixels kept with the split
+    so trials read pixels instead of decoding files every epoch (0: never); ``decode_note`` says which it
+    is. Unreadable files stop the sweep with their names, or with ``skip_bad`` are left out and listed in
+    ``DatasetSplits.skipped``. Identical files go to the same split (given split folders may hold copies:
+    ``cross_split_copies``).
     """
     root = Path(root).expanduser().resolve()
     where = f"--data {root}"

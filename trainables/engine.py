@@ -49,6 +49,15 @@ class Pieces:
     info: TrialInfo  # facts recorded as run parameters
 
 
+def unreadable(splits: DatasetSplits) -> dict[str, float]:
+    """How many files failed to decode in this trial so far (replaced, and named on stderr as they were met),
+    where the trial decodes files; nothing for images held in memory, which were all decoded up front."""
+    parts = (splits.train, splits.val, splits.test)
+    if not any(s.reads_files for s in parts):
+        return {}
+    return {M.UNREADABLE_IMAGES: float(sum(len(s.unreadable) for s in parts))}
+
+
 def build(cfg: TrialConfig, splits: DatasetSplits, device: torch.device) -> Pieces:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, splits.num_classes, cfg.img_size, cfg.weights)
@@ -261,6 +270,7 @@ def fit(
                 M.TRAIN_TIME: train_time,
                 **best["test"],
                 **meter.epoch(train["data_wait_s"], t_train),  # system/...: what the epoch asked of the machine
+                **unreadable(splits),
             }
             state = TrialState(
                 epoch=epoch,

@@ -37,6 +37,9 @@ SYSTEM_PEAK_RSS = "system/peak_rss_megabytes"  # the trial's process and its loa
 SYSTEM_GPU_UTIL = "system/gpu_utilization_percentage"  # CUDA only
 SYSTEM_GPU_PEAK_MEMORY = "system/gpu_peak_memory_megabytes"  # CUDA only: torch's peak allocated memory
 SYSTEM_METRICS = (SYSTEM_DATA_WAIT, SYSTEM_CPU, SYSTEM_PEAK_RSS, SYSTEM_GPU_UTIL, SYSTEM_GPU_PEAK_MEMORY)
+# Files of a folder over decode_cache_mb (only their headers checked up front) that failed to decode in the
+# trial so far, each replaced by another image of its class (trainables.data); reported only for such folders.
+UNREADABLE_IMAGES = "unreadable_images"
 
 # The trial's answer: the epoch that validation selected, and that epoch's model on the test split.
 BEST_VAL_ACC = "best_val_acc"

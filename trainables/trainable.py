@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 from ray import tune
 
+from trainables import metrics as M
 from trainables.baselines import fit_baseline
-from trainables.config import TrialConfig, is_baseline
+from trainables.config import TrialConfig, epochs_planned, is_baseline
 from trainables.contracts import INFO_PREFIX, load_trial_state, save_trial_state
 from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
 from trainables.system import SystemMeter
+from trainables.trial_evidence import TrialEvidence
 
 # Fault injection, for the tests that prove a failed trial is retried into the same MLflow run: a trial
 # started from scratch raises halfway through this epoch, after its first training batch (as a bad batch
@@ -43,7 +45,10 @@ class _FailingImages(ImageSamples):
         return super().load(i)
 
 
-def train_classifier(config: dict, splits: DatasetSplits) -> None:
+def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int, ...] = ()) -> None:
+    """One classification trial: ``engine.fit`` (or a baseline's fit), each epoch reported to Tune with a
+    checkpoint. The best epoch's evidence (``trial_evidence``) goes into the checkpoints of the epochs after
+    which the trial may end: ``stop_epochs`` (where the sweep's scheduler may stop it) and its last."""
     cfg = TrialConfig.from_dict(config)
     resources = tune.get_context().get_trial_resources().required_resources
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -57,11 +62,14 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray hides GPUs not given to us
 
-    resume = None
+    resume, evidence = None, None
+    workdir = Path(tune.get_context().get_trial_dir()) / "evidence"  # the trial's own directory on its node
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
         with checkpoint.as_directory() as d:
             resume = load_trial_state(d)
+            evidence = TrialEvidence(cfg, splits, device, workdir, resume_dir=d)  # and the evidence made so far
+    evidence = evidence or TrialEvidence(cfg, splits, device, workdir, resume_dir=None)
 
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if resume is None else 0
     if fail_in:  # counted in this process: the tests that use it load images here (num_workers 0)
@@ -69,15 +77,22 @@ def train_classifier(config: dict, splits: DatasetSplits) -> None:
         if fail_in == 1:
             splits.train.armed[0] = cfg.batch_size  # one batch of epoch 1, then fail
     run = fit_baseline if is_baseline(cfg.arch) else fit  # a baseline fits once and reports once
-    for report in run(cfg, splits, device, resume=resume):
-        with tempfile.TemporaryDirectory() as d:
-            save_trial_state(report.state, d)
-            tune.report(
-                {**report.metrics, **{f"{INFO_PREFIX}{k}": v for k, v in report.state["info"].items()}},
-                checkpoint=tune.Checkpoint.from_directory(d),
-            )
-        if fail_in and report.metrics["epoch"] == fail_in - 1:
-            splits.train.armed[0] = cfg.batch_size  # the next epoch trains one batch, then fails
+    last = epochs_planned(cfg.to_dict())
+    try:
+        for report in run(cfg, splits, device, resume=resume):
+            epoch = int(report.metrics[M.EPOCH])
+            evidence.update(report.metrics, report.state, due=epoch in stop_epochs or epoch >= last)
+            with tempfile.TemporaryDirectory() as d:
+                save_trial_state(report.state, d)
+                evidence.add_to(d)
+                tune.report(
+                    {**report.metrics, **{f"{INFO_PREFIX}{k}": v for k, v in report.state["info"].items()}},
+                    checkpoint=tune.Checkpoint.from_directory(d),
+                )
+            if fail_in and report.metrics["epoch"] == fail_in - 1:
+                splits.train.armed[0] = cfg.batch_size  # the next epoch trains one batch, then fails
+    finally:
+        evidence.close()
 
 
 def train_detector(config: dict, data: dict) -> None:

@@ -2,8 +2,10 @@
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
+from analysis import mlflow_compat
 from analysis.compare import (
     COLUMNS,
     comparison_table,
@@ -26,6 +28,24 @@ def test_one_row_per_architecture_chosen_by_validation_never_by_test(sweep):
     best = select_rows(runs, "arch")
     assert list(best["run_id"]) == [ids["c"], ids["r_high"]]  # sorted by validation accuracy
     assert list(best["trials"]) == [1, 3]  # finished trials behind each row; the failed one is not
+
+
+@pytest.mark.parametrize("read", ["sql", "search"])
+def test_the_sweeps_runs_are_read_as_mlflows_search_runs_gives_them(sweep, monkeypatch, read):
+    """The same DataFrame (columns, values, types, order) from the SQL store's rows or from MLflow's search
+    (a tracking server's path), as ``mlflow.search_runs`` builds it; also with a run still running (no end time)
+    and a NaN metric."""
+    exp_id, parent_id, ids = sweep
+    client = mlflow.MlflowClient()
+    running = client.create_run(exp_id, tags={"mlflow.parentRunId": parent_id}).info.run_id
+    client.log_metric(running, M.VAL_LOSS, float("nan"))
+    if read == "search":
+        monkeypatch.setattr(mlflow_compat, "child_runs", lambda *a: None)  # as for any store but a SQL one
+    runs = sweep_runs(exp_id, parent_id)
+    want = mlflow.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    assert sorted(runs.columns) == sorted(want.columns) and len(runs) == 6
+    pd.testing.assert_frame_equal(runs, want[list(runs.columns)])
+    assert runs["end_time"].isna().sum() == 1 and runs[f"metrics.{M.VAL_LOSS}"].isna().all()
 
 
 def test_a_confirmed_configuration_ranks_by_its_mean_over_seeds(tmp_path):

@@ -8,9 +8,9 @@ import torch
 
 from analysis.champion import Classifier
 from analysis.export import INPUT, META_FILE, PARITY_FILE, export, onnx_latency, onnx_session, parity, to_onnx
-from analysis.samples import choose
 from trainables.augment import eval_config
 from trainables.data import load_digits
+from trainables.gradcam import choose
 from trainables.models import build_model, data_config
 
 

@@ -40,3 +40,15 @@ def test_baselines_confirmations_and_too_few_trials_are_left_out():
     runs.loc[2, "status"] = "FAILED"
     found, note = importances(runs, cfg.space)
     assert found == {} and f"{MIN_TRIALS - 1} finished network search trials" in note
+
+
+def test_over_many_trials_a_seeded_sample_says_so_and_finds_the_same_setting():
+    from analysis.importance import MAX_TRIALS
+
+    space = {"arch": ["resnet18", "convnext_atto"], "augment": ["none", "light"], "lr": {"loguniform": [1e-4, 1e-2]}}
+    cfg = config_from_dict({"space": space})
+    runs = runs_where_only_lr_matters(MAX_TRIALS + 200)
+    found, note = importances(runs, cfg.space)
+    assert list(found)[0] == "lr" and found["lr"] > 0.8
+    assert f"a random {MAX_TRIALS} (seed 0) of the {MAX_TRIALS + 200} finished search trials" in note
+    assert importances(runs, cfg.space) == (found, note)  # the same sample each time

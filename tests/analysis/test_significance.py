@@ -11,7 +11,6 @@ from scipy import stats
 from sklearn.metrics import f1_score
 
 from analysis.compare import COLUMNS, comparison_table, select_rows, shown, sweep_runs
-from analysis.evidence import write_predictions
 from analysis.report import build_report
 from analysis.report_parts import fetch_predictions
 from analysis.significance import (
@@ -30,6 +29,7 @@ from analysis.significance import (
 )
 from trainables import metrics as M
 from trainables.contracts import EVIDENCE_DIR
+from trainables.evidence import write_predictions
 
 N, CLASSES = 200, 10
 TRUE = np.arange(N) % CLASSES
@@ -50,7 +50,7 @@ def row_predictions(b: int, c: int) -> np.ndarray:
 
 
 def log_predictions(run_id: str, pred: np.ndarray, tmp_path, true: np.ndarray = TRUE) -> None:
-    """The file a trial logs (analysis.evidence's writer), logged where a trial logs it."""
+    """The file a trial logs (trainables.evidence's writer), logged where a trial logs it."""
     out = tmp_path / run_id
     out.mkdir()
     path = write_predictions({"true": true, "pred": pred}, [f"c{i}" for i in range(CLASSES)], out)
@@ -96,7 +96,7 @@ def test_intervals_and_mcnemar_p_equal_scipy_on_the_logged_predictions(logged):
     exp_id, parent_id, ids, preds = logged
     chosen = select_rows(sweep_runs(exp_id, parent_id), "trial")
     assert list(chosen["run_id"]) == [ids["c"], ids["r_high"], ids["r_low"], ids["r_frozen"]]
-    versus = against_top(chosen, fetch_predictions(chosen["run_id"]))
+    versus = against_top(chosen, fetch_predictions(chosen))
     table = comparison_table(chosen, None, versus).set_index("run_id")
     for name, pred in preds.items():
         row = table.loc[ids[name]]
@@ -132,7 +132,7 @@ def test_a_row_on_other_test_images_is_not_compared_and_the_note_says_so(sweep, 
     other = np.roll(TRUE, 1)  # the same number of images, other true classes: another split
     log_predictions(ids["r_high"], other, tmp_path, true=other)
     chosen = select_rows(sweep_runs(exp_id, parent_id), "arch")
-    versus = against_top(chosen, fetch_predictions(chosen["run_id"]))
+    versus = against_top(chosen, fetch_predictions(chosen))
     table = comparison_table(chosen, None, versus).set_index("run_id")
     assert table.loc[ids["r_high"], ACC_CI_LOW] > 0.98  # its own interval is still given
     assert pd.isna(table.loc[ids["r_high"], MCNEMAR_P]) and pd.isna(table.loc[ids["r_high"], VS_TOP])

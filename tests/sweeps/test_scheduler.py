@@ -210,3 +210,18 @@ def test_confirmation_trials_are_never_stopped_nor_ranked_with_the_search():
         result = {M.VAL_ACC: 0.01, "training_iteration": epoch}
         assert sched.on_trial_result(tc, trials["confirm"], result) == TrialScheduler.CONTINUE
     assert list(sched.groups) == ["resnet"]  # the confirmation trial joined no group
+
+
+@pytest.mark.parametrize(("grace", "max_epochs"), [(1, 8), (2, 4), (1, 2), (3, 20), (2, 9), (5, 5)])
+def test_trials_make_their_evidence_at_every_epoch_the_scheduler_can_stop_them(grace, max_epochs):
+    """A trial makes its evidence only after the epochs it may end at (``stop_epochs`` and its last): they
+    must be every rung where the sweep's ASHA decides, or a stopped trial would end without it."""
+    from sweeps.space import stop_epochs
+
+    cfg = classify_config.config_from_dict(
+        {"asha": True, "grace_period": grace, "max_epochs": max_epochs, "space": {"arch": "resnet18"}}
+    )
+    sched = scheduler(cfg)._template  # the settings every group's Ray ASHA is copied from
+    rungs = sorted(int(m) for m, _ in sched._brackets[0]._rungs)  # Ray 2.60's rungs: (milestone, recorded)
+    assert set(stop_epochs(cfg)) | {max_epochs} == set(rungs) | {max_epochs}
+    assert stop_epochs(classify_config.config_from_dict({"asha": False, "space": {"arch": "resnet18"}})) == ()

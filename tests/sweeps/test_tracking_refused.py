@@ -18,10 +18,9 @@ from sweeps import trial_runs
 from sweeps.config import config_from_dict, trial_params
 from sweeps.ray_compat import loopback_only
 from sweeps.run import fit_trials
-from sweeps.tracking import run_name
 from sweeps.trial_runs import UNSENT_FILE, MlflowTrialCallback
 from trainables import metrics as M
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, run_name
 
 REFUSE_NEW_RUNS = "CREATE TRIGGER refuse_new_runs BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'over quota'); END"
 LEFT_OUT = {"arch": "resnet18", "max_epochs": 2, "seed": 0}  # what Tune's config holds for `space: {arch: resnet18}`

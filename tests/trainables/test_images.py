@@ -1,17 +1,28 @@
 """Images as users have them: unreadable files named before any trial starts (or left out and listed
-with --skip-bad-images), unusual but valid ones converted to the RGB picture a person sees, and copies
-of one image never split between training and test."""
+with --skip-bad-images; over the decode budget, a file cut off after its header is named, counted and
+replaced by the trials instead), unusual but valid ones converted to the RGB picture a person sees, and
+copies of one image never split between training and test."""
 
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import write_image_folder
+from trainables import image_files
+from trainables import metrics as M
+from trainables.config import TrialConfig
+from trainables.contracts import RUN_ARTIFACTS_DIR, UNREADABLE_FILE
 from trainables.data import BadImagesError, ImageSamples, check_image, load_image_folder, to_rgb
+from trainables.engine import fit
+from trainables.image_files import read_header
+from trainables.trial_evidence import TrialEvidence
 
 
 def three_classes(tmp_path):
@@ -187,3 +198,99 @@ def test_a_folder_is_decoded_once_and_its_pixels_travel_with_the_split(tmp_path)
             assert np.array_equal(np.asarray(part.load(i)), from_files[path]), path
     with pytest.raises(FileNotFoundError):
         files.train.load(0)
+
+
+def cut_after_header(path) -> None:
+    """An image cut off halfway through its pixel data, as a stopped copy leaves it: its header is whole."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert read_header(str(path))[0] is None and check_image(str(path))[0].startswith("truncated or corrupted")
+
+
+@pytest.mark.parametrize("workers", ["threads", "processes"])
+def test_every_file_is_checked_on_every_core_with_the_same_errors(tmp_path, monkeypatch, workers):
+    """A large folder is checked by a process per core (here: any folder), a small one by threads: the same
+    files named with the same problems, and the same pixels for the trials."""
+    root = three_classes(tmp_path)
+    (root / "middle" / "notes.png").write_text("not a picture")
+    cut_after_header(root / "left" / "left_000.png")
+    monkeypatch.setattr(image_files, "PROCESS_MIN_FILES", 0 if workers == "processes" else 10**9)
+    pools, workers_of = [], image_files.workers
+
+    @contextmanager
+    def seen(files: int):
+        with workers_of(files) as pool:
+            pools.append(type(pool).__name__)
+            yield pool
+
+    monkeypatch.setattr(image_files, "workers", seen)
+    s = load_image_folder(root, skip_bad=True)
+    assert pools == ["ProcessPoolExecutor" if workers == "processes" else "ThreadPoolExecutor"]
+    assert s.skipped == [(p, check_image(p)[0]) for p in sorted(p for p, _ in s.skipped)]
+    assert [Path(p).name for p, _ in s.skipped] == ["left_000.png", "notes.png"]
+    assert s.summary()["images_in_memory"] is True
+    for i, path in enumerate(s.train.images):
+        assert np.array_equal(np.asarray(s.train.load(i)), loaded(path)), path
+
+
+def test_over_the_budget_only_headers_are_checked_and_a_non_image_still_stops_the_sweep(tmp_path):
+    root = three_classes(tmp_path)
+    (root / "middle" / "notes.png").write_text("not a picture")
+    cut = root / "left" / "left_000.png"
+    cut_after_header(cut)
+    with pytest.raises(BadImagesError) as e:
+        load_image_folder(root, decode_cache_mb=0.001)
+    named = f"{root / 'middle' / 'notes.png'}: not an image PIL can read"
+    assert f"--data {root}: 1 file(s) cannot be used as images:\n  {named}\n" in str(e.value)
+    s = load_image_folder(root, decode_cache_mb=0.001, skip_bad=True)
+    assert [p for p, _ in s.skipped] == [str(root / "middle" / "notes.png")]  # the cut file passed its header
+    assert str(cut) in [*s.train.images, *s.val.images, *s.test.images]
+    assert "only each file's header was checked up front" in s.decode_note
+    assert "only each file's header was checked up front" in s.summary()["data_decoding"]  # on the sweep's run
+
+
+def test_a_file_that_fails_to_decode_in_a_trial_is_named_counted_and_replaced(tmp_path, capfd):
+    """Over the budget a file cut off after its header reaches the trials: the trial trains on (its loader
+    worker decodes) the next readable image of the class in its place, names the file once on stderr
+    (which Ray shows in the sweep's output) and counts it; it is not stopped."""
+    root = three_classes(tmp_path)
+    s = load_image_folder(root, decode_cache_mb=0.001)
+    cut, after = s.train.images[0], s.train.images[1]  # two training images of class 'left'
+    assert s.train.labels[0] == s.train.labels[1]
+    cut_after_header(Path(cut))
+    cfg = TrialConfig(arch="resnet18", img_size=32, max_epochs=2, batch_size=8, augment="none", num_workers=1)
+    reports = list(fit(cfg, s, torch.device("cpu")))
+    assert [r.metrics["epoch"] for r in reports] == [1, 2]
+    err = capfd.readouterr().err
+    assert err.count(f"warning: {cut}: truncated or corrupted") == 1, err  # once in the trial, not per epoch
+    assert f"; replaced by {after}, the next readable image of its class in this split (1 unreadable file(s) in" in err
+    assert s.train.unreadable_files() == [cut]  # seen here, though a loader worker process found it
+    assert [r.metrics[M.UNREADABLE_IMAGES] for r in reports] == [1, 1]  # counted in the trial's run
+    assert np.array_equal(np.asarray(s.train.load(0)), loaded(after))
+    # and named in it: the trial's evidence holds the file's name and split
+    evidence = TrialEvidence(cfg, s, torch.device("cpu"), tmp_path / "evidence", resume_dir=None)
+    evidence.update(reports[-1].metrics, reports[-1].state, due=True)
+    evidence.add_to(tmp_path)
+    assert (tmp_path / RUN_ARTIFACTS_DIR / UNREADABLE_FILE).read_text() == f"{cut}\ttrain\n"
+
+
+def test_a_class_with_no_readable_image_left_is_a_blank_image_and_said(tmp_path, capfd):
+    root = three_classes(tmp_path)
+    files = sorted((root / "left").glob("*.png"))[:2]
+    for f in files:
+        cut_after_header(f)
+    samples = ImageSamples(images=[str(f) for f in files], labels=np.zeros(2, dtype=np.int64))
+    assert (np.asarray(samples.load(1)) == 255).all()
+    err = capfd.readouterr().err
+    assert "replaced by a blank white image: no image of its class in this split decodes (2 unreadable file(s)" in err
+    assert sorted(samples.unreadable_files()) == [str(f) for f in files]
+
+
+def test_the_check_workers_import_pil_and_numpy_only():
+    """Where worker processes are spawned (macOS, Windows), each imports what ``image_files`` needs: PIL
+    and numpy start in a fraction of a second, torch or scikit-learn in seconds."""
+    from tests.test_layout import reachable
+
+    imported = set(reachable("trainables.image_files")) - {"trainables.image_files"}
+    assert {"PIL", "numpy"} <= imported
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "sklearn", "timm", "ray", "trainables")}

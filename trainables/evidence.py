@@ -1,6 +1,6 @@
 """The evidence behind one trial's numbers, as files a reviewer opens from its MLflow run: the test
 confusion matrix (PNG and CSV), the per-class precision/recall/F1 report (CSV), every test image's
-true and predicted class (CSV), the learning curves (PNG) and, from ``analysis.gradcam``, Grad-CAM
+true and predicted class (CSV), the learning curves (PNG) and, from ``trainables.gradcam``, Grad-CAM
 heatmaps on the sweep's sample images (PNG and NPZ). Pure functions from numbers to files;
 what gets uploaded where is ``sweeps.trial_runs``' job.
 """
@@ -30,7 +30,7 @@ CLASS_NAMES_CSV = "class_names.csv"  # index -> name, written where a figure sho
 PER_CLASS_CSV = "per_class_report.csv"
 PREDICTIONS_CSV = "test_predictions.csv"
 CURVES_PNG = "learning_curves.png"
-GRADCAM_PNG, GRADCAM_NPZ = "gradcam.png", "gradcam.npz"  # drawn by analysis.gradcam
+GRADCAM_PNG, GRADCAM_NPZ = "gradcam.png", "gradcam.npz"  # drawn by trainables.gradcam
 # Panels of the learning-curve figure: (title, [(metric, label), ...]).
 CURVE_PANELS = (
     ("loss", [(M.TRAIN_LOSS, "train"), (M.VAL_LOSS, "val")]),

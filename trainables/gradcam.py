@@ -15,6 +15,7 @@ Other families get no heatmap (``target_of`` says so). A map under ``MIN_SIDE`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +26,50 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
-from analysis.evidence import GRADCAM_NPZ, GRADCAM_PNG, class_labels, plain  # noqa: E402
-from analysis.samples import Sample  # noqa: E402
 from trainables.augment import eval_transform  # noqa: E402
+from trainables.data import ImageSamples  # noqa: E402
+from trainables.evidence import GRADCAM_NPZ, GRADCAM_PNG, class_labels, plain  # noqa: E402
 from trainables.models import family_of  # noqa: E402
 
 MIN_SIDE = 4  # cells across the map Grad-CAM is computed on; fewer and the heatmap says almost nothing
 COLUMNS = 8  # images per row of the figure
+MAX_SAMPLES = 16  # enough to see what a model looks at, few enough to show every model's in the report
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One of the sweep's sample images: a fixed, class-balanced handful of validation images that every
+    trial draws its Grad-CAM on and the sweep's run keeps (``analysis.samples``)."""
+
+    file: str  # the PNG's name under the sweep run's samples/
+    image: Image.Image  # RGB, as the trials loaded it
+    label: int  # index into the sweep's classes
+
+
+def choose(labels: np.ndarray, num_classes: int, n: int = MAX_SAMPLES) -> list[int]:
+    """Up to ``n`` indices into a split: the first image of each class in split order, then the second
+    of each, and so on, so every class is shown before any class twice."""
+    by_class = [np.flatnonzero(np.asarray(labels) == c) for c in range(num_classes)]
+    out: list[int] = []
+    for rank in range(max((len(ix) for ix in by_class), default=0)):
+        out += [int(ix[rank]) for ix in by_class if rank < len(ix)]
+    return out[:n]
+
+
+def sample_images(split: ImageSamples, classes: Sequence[str]) -> list[tuple[int, Sample]]:
+    """The sweep's samples of ``split`` (its validation images), each with its index in the split: the
+    same images wherever they are taken from the same split, in a trial or in the driver."""
+    out = []
+    for rank, i in enumerate(choose(split.labels, len(classes))):
+        label = int(split.labels[i])
+        name = f"{rank:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', classes[label])}.png"
+        out.append((i, Sample(name, split.load(i), label)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,14 +116,15 @@ def gradcam(model: torch.nn.Module, arch: str, preprocessing: dict, samples: Seq
     x = torch.stack([transform(s.image) for s in samples])
     model.eval()
     target = target_of(model, arch, x.shape[-1])
+    on = x.to(next(model.parameters()).device)  # the trial's device: its GPU when it has one
     with torch.inference_mode():
-        probs = model(x).softmax(1)
+        probs = model(on).softmax(1).cpu()
     confidence, predicted = probs.max(1)
     with (
         torch.enable_grad(),
         GradCAM(model=model, target_layers=[target.layer], reshape_transform=target.reshape) as cam,
     ):
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in predicted])
+        maps = cam(input_tensor=on, targets=[ClassifierOutputTarget(int(c)) for c in predicted])
     model.zero_grad(set_to_none=True)  # the backward pass left gradients on the weights: not part of the model
     mean = torch.tensor(preprocessing["mean"]).view(3, 1, 1)
     std = torch.tensor(preprocessing["std"]).view(3, 1, 1)

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.gradcam import MIN_SIDE, gradcam, target_of, write_gradcam
-from analysis.samples import Sample, choose
 from trainables.augment import eval_config
 from trainables.config import TrialConfig
 from trainables.data import limit_train, load_digits
 from trainables.engine import fit
+from trainables.gradcam import MIN_SIDE, Sample, choose, gradcam, target_of, write_gradcam
 from trainables.models import build_model, data_config
 
 
@@ -71,8 +70,8 @@ def test_the_heatmap_figure_names_classes_in_any_script_and_shows_by_index_those
     from matplotlib import font_manager
     from PIL import Image
 
-    from analysis.evidence import CLASS_NAMES_CSV, _charmap
-    from analysis.gradcam import Heatmaps
+    from trainables.evidence import CLASS_NAMES_CSV, _charmap
+    from trainables.gradcam import Heatmaps
 
     cat = "\u732b"  # Chinese: as if no installed font had it
     fonts = [e for e in font_manager.fontManager.ttflist if ord(cat) not in _charmap(e.fname, getattr(e, "index", 0))]

@@ -10,7 +10,8 @@ from matplotlib import font_manager, ft2font
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from analysis.evidence import (
+from trainables import metrics as M
+from trainables.evidence import (
     CLASS_NAMES_CSV,
     CONFUSION_CSV,
     class_labels,
@@ -18,7 +19,6 @@ from analysis.evidence import (
     write_learning_curves,
     write_per_class,
 )
-from trainables import metrics as M
 
 CAT, DOG = "\u732b", "\u72d7"  # 'cat' and 'dog' in Chinese
 
@@ -76,7 +76,7 @@ def test_class_names_in_any_script_an_installed_font_has_are_drawn_with_it(tmp_p
 @pytest.fixture
 def no_cjk_font(monkeypatch):
     """This machine as if no installed font had Chinese characters, whatever it has."""
-    from analysis.evidence import _charmap
+    from trainables.evidence import _charmap
 
     fonts = [e for e in font_manager.fontManager.ttflist if ord(CAT) not in _charmap(e.fname, getattr(e, "index", 0))]
     monkeypatch.setattr(font_manager.fontManager, "ttflist", fonts)
