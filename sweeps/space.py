@@ -218,6 +218,9 @@ def _search(cfg: SweepConfig) -> OptunaSearch:
     return OptunaSearch(**kwargs)
 
 
+REDUCTION_FACTOR = 2  # ASHA keeps the best 1/2 at each rung; rungs at grace_period * 2**k
+
+
 def scheduler(cfg: SweepConfig) -> TrialScheduler:
     """ASHA within each family of the recipe's rows (architectures, YOLO models): a trial is stopped
     only against learning curves it is comparable with, and every family keeps its best to the end."""
@@ -230,20 +233,20 @@ def scheduler(cfg: SweepConfig) -> TrialScheduler:
         mode=cfg.modes()[0],
         max_t=cfg.max_epochs,
         grace_period=cfg.grace_period,
-        reduction_factor=2,  # stop_epochs' powers of 2
+        reduction_factor=REDUCTION_FACTOR,
     )
 
 
 def stop_epochs(cfg: SweepConfig) -> tuple[int, ...]:
     """The epochs after which ``scheduler(cfg)`` may stop a trial early: ASHA's rungs below ``max_epochs``
-    (``grace_period`` times powers of 2, where Ray's ``AsyncHyperBandScheduler`` decides). A trial also ends
-    after its last epoch; it makes its evidence for the driver at these epochs and that one."""
+    (``grace_period`` times powers of ``REDUCTION_FACTOR``, where Ray's ``AsyncHyperBandScheduler`` decides).
+    A trial also ends after its last epoch; it makes its evidence for the driver at these epochs and that one."""
     if not cfg.asha:
         return ()
     epochs, t = [], cfg.grace_period
     while t < cfg.max_epochs:
         epochs.append(int(t))
-        t *= 2  # reduction_factor
+        t *= REDUCTION_FACTOR
     return tuple(epochs)
 
 
