@@ -11,7 +11,7 @@ TPE over the learning rate, 2 trials at a time (``--cpus-per-trial 1`` on 2 core
   own times (Tune's ``time_total_s`` of each trial's last result) / 2. Target <= 1.28 (the ratio Ray
   Tune's release tests allow for bookkeeping).
 - lag: from the last trial's end to the last MLflow write. Target < 10 s.
-- the driver process's peak memory (RSS, sampled every 0.5 s until the trials are done; Ray's workers and
+- the driver process's peak and median memory (RSS, sampled every 0.5 s until the trials are done; Ray's workers and
   MLflow's store are other processes) and its CPU time per trial, for a small and a large sweep: neither
   should grow with the number of trials.
 
@@ -27,6 +27,7 @@ import argparse
 import json
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def sweep(trials: int, train_limit: int, work: Path) -> dict:
         "--output-dir", str(work / "reports"),
     ]  # fmt: skip
     t0 = time.perf_counter()
-    peak, done, cpu = [0], threading.Event(), [0.0]
+    rss, done, cpu = [], threading.Event(), [0.0]
     out = {}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
         driver = psutil.Process(p.pid)
@@ -82,7 +83,7 @@ def sweep(trials: int, train_limit: int, work: Path) -> dict:
         def sample() -> None:
             while not done.is_set():
                 try:
-                    peak[0] = max(peak[0], driver.memory_info().rss)
+                    rss.append(driver.memory_info().rss)
                     cpu[0] = sum(driver.cpu_times()[:2])
                 except psutil.NoSuchProcess:
                     return
@@ -107,7 +108,9 @@ def sweep(trials: int, train_limit: int, work: Path) -> dict:
         results=len(times),
         ideal_s=sum(times) / CONCURRENCY,
         mean_trial_s=sum(times) / max(len(times), 1),
-        peak_rss_mb=peak[0] / 2**20,
+        peak_rss_mb=max(rss) / 2**20,
+        median_rss_mb=statistics.median(rss) / 2**20,
+        last_quarter_median_rss_mb=statistics.median(rss[-max(len(rss) // 4, 1) :]) / 2**20,
         driver_cpu_per_trial_s=cpu[0] / trials,
     )
     out["ratio"] = (out["trials_s"] + out["lag_s"]) / out["ideal_s"]
@@ -138,7 +141,8 @@ def main() -> None:
         print(
             f"{n} trials ({r['results']} with results, mean {r['mean_trial_s']:.2f} s): trials {r['trials_s']:.0f} s + "
             f"lag {r['lag_s']:.1f} s vs ideal {r['ideal_s']:.0f} s -> ratio {r['ratio']:.2f}; driver peak RSS "
-            f"{r['peak_rss_mb']:.0f} MB, driver CPU {r['driver_cpu_per_trial_s']:.2f} s/trial; command "
+            f"{r['peak_rss_mb']:.0f} MB (median {r['median_rss_mb']:.0f}, over the sweep's last quarter "
+            f"{r['last_quarter_median_rss_mb']:.0f}), driver CPU {r['driver_cpu_per_trial_s']:.2f} s/trial; command "
             f"{r['command_s']:.0f} s (report included)",
             flush=True,
         )
@@ -152,7 +156,10 @@ def main() -> None:
         (n0, r0), (n1, r1) = rows[0], rows[-1]
         print(
             f"driver peak RSS: {r0['peak_rss_mb']:.0f} MB at {n0} trials, {r1['peak_rss_mb']:.0f} MB at {n1} "
-            f"({r1['peak_rss_mb'] / r0['peak_rss_mb']:.2f}x); CPU per trial {r0['driver_cpu_per_trial_s']:.2f} s "
+            f"({r1['peak_rss_mb'] / r0['peak_rss_mb']:.2f}x); median over each sweep's last quarter "
+            f"{r0['last_quarter_median_rss_mb']:.0f} and {r1['last_quarter_median_rss_mb']:.0f} MB "
+            f"({r1['last_quarter_median_rss_mb'] / r0['last_quarter_median_rss_mb']:.2f}x); CPU per trial "
+            f"{r0['driver_cpu_per_trial_s']:.2f} s "
             f"and {r1['driver_cpu_per_trial_s']:.2f} s"
         )
 

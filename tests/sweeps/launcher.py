@@ -79,10 +79,11 @@ def command_differences(cloud: dict, local: dict, shared: Path | str) -> list[st
     found = []
     for key in COMMAND_KEYS:
         theirs, mine = [localize(c, shared) for c in cloud.get(key, [])], local.get(key, [])
-        found += [f"{key}: {c!r} only in cluster.yaml" for c in theirs if c not in mine]
-        found += [f"{key}: {c!r} only in the local file" for c in mine if c not in theirs]
-        if not found and theirs != mine:
-            found.append(f"{key}: the same commands in another order")
+        here = [f"{key}: {c!r} only in cluster.yaml" for c in theirs if c not in mine]
+        here += [f"{key}: {c!r} only in the local file" for c in mine if c not in theirs]
+        if not here and theirs != mine:
+            here.append(f"{key}: the same commands, in another order or repeated")
+        found += here
     return found
 
 
@@ -171,8 +172,8 @@ class LocalNodes:
                 (d / "home" / ".bashrc").write_text(NODE_BASHRC.format(venv=self.venv))
             cmd = ["unshare", "--pid", "--mount", "--net", "--uts", "--fork", "--mount-proc", "--propagation",
                    "private", "bash", "-c", NODE_INIT, "init", name, ip, str(d), str(self.venv), *keep]  # fmt: skip
-            log = open(d / "init.log", "w")
-            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            with open(d / "init.log", "w") as log:
+                self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         for name in self.ips:
             self._wait(lambda n=name: (self.dir(n) / "mounted").exists(), f"node {name}'s namespaces")
         self._wire()
