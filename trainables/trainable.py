@@ -62,14 +62,14 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray hides GPUs not given to us
 
-    resume, evidence = None, None
     workdir = Path(tune.get_context().get_trial_dir()) / "evidence"  # the trial's own directory on its node
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
         with checkpoint.as_directory() as d:
             resume = load_trial_state(d)
             evidence = TrialEvidence(cfg, splits, device, workdir, resume_dir=d)  # and the evidence made so far
-    evidence = evidence or TrialEvidence(cfg, splits, device, workdir, resume_dir=None)
+    else:
+        resume, evidence = None, TrialEvidence(cfg, splits, device, workdir, resume_dir=None)
 
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if resume is None else 0
     if fail_in:  # counted in this process: the tests that use it load images here (num_workers 0)

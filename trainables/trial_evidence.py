@@ -76,8 +76,9 @@ class TrialEvidence:
         self.built_for: int | None = None  # the best epoch whose files the local copy holds
         self.manifest: EvidenceManifest | None = None  # of the last update
         self._samples: list[Sample] | None = None
-        manifest = Path(resume_dir or self.dir) / EVIDENCE_MANIFEST
-        if resume_dir is not None and manifest.is_file():  # what the trial made up to its checkpoint
+        self._gradcam_note: str | None = None  # what became of the Grad-CAM of the files the local copy holds
+        manifest = Path(resume_dir) / EVIDENCE_MANIFEST if resume_dir is not None else None
+        if manifest is not None and manifest.is_file():  # what the trial made up to its checkpoint
             made: EvidenceManifest = json.loads(manifest.read_text())
             self.history = {k: {int(e): v for e, v in h.items()} for k, h in made["history"].items()}
             if made["epoch"] is not None:

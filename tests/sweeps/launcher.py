@@ -28,6 +28,7 @@ import psutil
 import yaml
 
 from tests.conftest import REPO
+from tests.sweeps.conftest import wait_for
 
 COMMAND_KEYS = (
     "initialization_commands",
@@ -150,6 +151,7 @@ class LocalNodes:
         self.root, self.venv = root, Path(sys.prefix)
         self.ips = {"client": f"{NET}.1", **{n: f"{NET}.{i}" for i, n in enumerate(nodes, start=2)}}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.pids: dict[str, int] = {}  # each node's PID 1, as the host sees it
         self.key = root / "id_ed25519"
         self.shared = root / "shared"
 
@@ -174,19 +176,24 @@ class LocalNodes:
                    "private", "bash", "-c", NODE_INIT, "init", name, ip, str(d), str(self.venv), *keep]  # fmt: skip
             with open(d / "init.log", "w") as log:
                 self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        for name in self.ips:
-            self._wait(lambda n=name: (self.dir(n) / "mounted").exists(), f"node {name}'s namespaces")
+        self._wait_all("mounted", "namespaces")
         self._wire()
         for name in self.ips:
             (self.dir(name) / "wired").touch()
-        for name in self.ips:
-            self._wait(lambda n=name: (self.dir(n) / "ready").exists(), f"node {name} to start")
+        self._wait_all("ready", "sshd")
+
+    def _wait_all(self, flag: str, what: str) -> None:
+        """Until every node's init has written `flag` (its script's progress), or said why it ended."""
+        for name, proc in self.procs.items():
+            wait_for(lambda n=name: (self.dir(n) / flag).exists(), f"node {name}'s {what}", 30, proc)
 
     def init_pid(self, name: str) -> int:
         """The host's PID of the node's PID 1 (the child `unshare --fork` made)."""
-        proc = self.procs[name]
-        self._wait(lambda: psutil.Process(proc.pid).children(), f"node {name}'s first process")
-        return psutil.Process(proc.pid).children()[0].pid
+        if name not in self.pids:
+            proc = self.procs[name]
+            wait_for(lambda: psutil.Process(proc.pid).children(), f"node {name}'s first process", 30, proc)
+            self.pids[name] = psutil.Process(proc.pid).children()[0].pid
+        return self.pids[name]
 
     def _ip(self, name: str, *args: str) -> None:
         subprocess.run(["nsenter", f"--net=/proc/{self.init_pid(name)}/ns/net", "ip", *args], check=True)
@@ -244,11 +251,3 @@ class LocalNodes:
                 except (ProcessLookupError, psutil.Error, AssertionError):
                     proc.kill()
                 proc.wait(timeout=30)
-
-    @staticmethod
-    def _wait(predicate, what: str, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.1)
