@@ -72,6 +72,7 @@ from trainables.contracts import (
     TRIAL_ID_TAG,
     WEIGHTS_DIR,
     EvidenceManifest,
+    checkpoint_files,
     stage_of,
 )
 from trainables.models import family_of
@@ -448,8 +449,8 @@ class MlflowTrialCallback(Callback):
             tags=[RunTag(STOPPED_EARLY_TAG, str(stopped_early).lower())],
         )
         if op["checkpoint"] is not None:
-            with op["checkpoint"].as_directory() as d:
-                self._log_final(run_id, op, Path(d))
+            with checkpoint_files(op["checkpoint"]) as d:
+                self._log_final(run_id, op, d)
         self.client.set_terminated(run_id, status="FINISHED")
 
     def _log_final(self, run_id: str, op: dict, checkpoint_dir: Path) -> None:

@@ -5,12 +5,14 @@ best-model file of a finished trial, and the MLflow run schema (tag, parameter a
 Every value here is user-visible (the MLflow UI, ``runs:/`` URIs, filters such as ``tags.sweep = '...'``):
 change one and runs already logged no longer match.
 
-Light on purpose: the standard library only (torch is imported by the functions that read and write),
+Light on purpose: the standard library only (torch and pyarrow are imported by the functions that need them),
 so that any module of any layer can import it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -89,6 +91,24 @@ def load_trial_state(directory: str | Path) -> TrialState:
     import torch
 
     return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+@contextmanager
+def checkpoint_files(checkpoint: Any) -> Iterator[Path]:
+    """The directory of a Tune checkpoint (a ``ray.tune.Checkpoint``), to read from: its own files where they are
+    when they lie on a filesystem of this machine (a shared mount included), else a temporary copy. Tune's
+    ``as_directory`` reads in place only from pyarrow's ``LocalFileSystem``; the sweep's storage is a local
+    filesystem of its own (``sweeps.storage``), of which it would first copy every byte, weights included."""
+    from fsspec.implementations.local import LocalFileSystem
+    from pyarrow.fs import LocalFileSystem as ArrowLocalFileSystem
+
+    fs = checkpoint.filesystem
+    fsspec_fs = getattr(getattr(fs, "handler", None), "fs", None)  # a pyarrow PyFileSystem over an fsspec one
+    if isinstance(fs, ArrowLocalFileSystem) or isinstance(fsspec_fs, LocalFileSystem):
+        yield Path(checkpoint.path)
+    else:
+        with checkpoint.as_directory() as d:
+            yield Path(d)
 
 
 # -- the best model of a finished classification trial (sweeps.trial_runs logs it, analysis.champion reads it)

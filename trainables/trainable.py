@@ -17,7 +17,7 @@ from ray import tune
 from trainables import metrics as M
 from trainables.baselines import fit_baseline
 from trainables.config import TrialConfig, epochs_planned, is_baseline
-from trainables.contracts import INFO_PREFIX, load_trial_state, save_trial_state
+from trainables.contracts import INFO_PREFIX, checkpoint_files, load_trial_state, save_trial_state
 from trainables.data import DatasetSplits, ImageSamples
 from trainables.engine import fit
 from trainables.system import SystemMeter
@@ -65,7 +65,7 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
     workdir = Path(tune.get_context().get_trial_dir()) / "evidence"  # the trial's own directory on its node
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
-        with checkpoint.as_directory() as d:
+        with checkpoint_files(checkpoint) as d:
             resume = load_trial_state(d)
             evidence = TrialEvidence(cfg, splits, device, workdir, resume_dir=d)  # and the evidence made so far
     else:
@@ -140,5 +140,5 @@ def train_detector(config: dict, data: dict) -> None:
         if checkpoint is None:
             fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)
             return
-        with checkpoint.as_directory() as d:  # a retry after a failure, or a resumed sweep
-            fit_detector(cfg, data_yaml, workdir, device, report, threads=threads, resume_dir=Path(d))
+        with checkpoint_files(checkpoint) as d:  # a retry after a failure, or a resumed sweep
+            fit_detector(cfg, data_yaml, workdir, device, report, threads=threads, resume_dir=d)

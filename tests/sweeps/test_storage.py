@@ -53,3 +53,28 @@ def test_a_state_file_rewritten_on_a_full_disk_keeps_its_last_complete_version(t
     assert result["kept"] == 20_000  # the previous version, whole: Tune can still restore from it
     assert result["files"] == ["tuner.pkl"]  # no half-written file left beside it
     assert result["after"] == 40_000  # with space again, the new version replaces it
+
+
+def test_a_checkpoint_on_the_sweeps_storage_is_read_in_place_and_one_elsewhere_from_a_copy(tmp_path):
+    """The driver reads each finished trial's checkpoint to upload its evidence, and a retried trial reads its
+    last one: on the sweep's storage (a local filesystem of its own, which Tune's ``as_directory`` would copy
+    whole, weights and all, through Python) the files are read where they are; on any other a copy is made."""
+    import pyarrow.fs
+    from ray.tune import Checkpoint
+
+    from sweeps.storage import storage_filesystem
+    from trainables.contracts import checkpoint_files
+
+    ckpt = tmp_path / "trial" / "checkpoint_000001"
+    (ckpt / "mlflow_model").mkdir(parents=True)
+    (ckpt / "state.pt").write_bytes(b"w" * 1000)
+    (ckpt / "mlflow_model" / "MLmodel").write_text("flavors: {}\n")
+    for fs in (storage_filesystem(), pyarrow.fs.LocalFileSystem()):
+        with checkpoint_files(Checkpoint(str(ckpt), filesystem=fs)) as d:
+            assert d == ckpt
+    remote = pyarrow.fs.SubTreeFileSystem(str(tmp_path), pyarrow.fs.LocalFileSystem())  # not this machine's paths
+    with checkpoint_files(Checkpoint("trial/checkpoint_000001", filesystem=remote)) as d:
+        assert d != ckpt and not d.is_relative_to(tmp_path)
+        assert (d / "state.pt").read_bytes() == b"w" * 1000
+        assert (d / "mlflow_model" / "MLmodel").read_text() == "flavors: {}\n"
+    assert not d.exists()  # the copy goes with the context
