@@ -158,7 +158,9 @@ def main() -> None:
             f"driver peak RSS: {r0['peak_rss_mb']:.0f} MB at {n0} trials, {r1['peak_rss_mb']:.0f} MB at {n1} "
             f"({r1['peak_rss_mb'] / r0['peak_rss_mb']:.2f}x); median over each sweep's last quarter "
             f"{r0['last_quarter_median_rss_mb']:.0f} and {r1['last_quarter_median_rss_mb']:.0f} MB "
-            f"({r1['last_quarter_median_rss_mb'] / r0['last_quarter_median_rss_mb']:.2f}x); CPU per trial "
+            f"({r1['last_quarter_median_rss_mb'] / r0['last_quarter_median_rss_mb']:.2f}x, "
+            f"{(r1['last_quarter_median_rss_mb'] - r0['last_quarter_median_rss_mb']) / (n1 - n0):.2f} MB a trial); "
+            "CPU per trial "
             f"{r0['driver_cpu_per_trial_s']:.2f} s "
             f"and {r1['driver_cpu_per_trial_s']:.2f} s"
         )
