@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from sweeps.tracking import (
     ui_hint,
     use_tracking_uri,
 )
-from sweeps.trial_runs import TrackingIncomplete
+from sweeps.trial_runs import TrackingIncomplete, TrialNames
 from trainables import contracts as C
 
 # Written into the Ray Tune experiment directory: which MLflow runs a resumed sweep continues, and its task.
@@ -168,9 +169,8 @@ def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose:
             search_alg=search_algorithm(cfg),  # the space lives here (define-by-run), not in param_space
             scheduler=scheduler(cfg),
             num_samples=num_trials(cfg) + cfg.confirm.trials,  # the searcher says when it has no more
-            # Ray's default directory name is ~200 characters
-            trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config[cfg.row_key]}",
-            trial_name_creator=lambda t: callback.trial_name(t.config),  # as its MLflow run is named
+            trial_dirname_creator=functools.partial(trial_dirname, cfg.row_key),
+            trial_name_creator=TrialNames(callback),  # as its MLflow run is named
             # A trial starts in the process of one that ended: torch, timm and the data are loaded once per
             # slot, not once per trial (a trial sets all of its own state: threads, seeds, model, data).
             reuse_actors=True,
@@ -187,6 +187,12 @@ def build_tuner(task: Task, cfg: Recipe, data, exp_dir: Path, callback, verbose:
             verbose=2 if verbose else 1,
         ),
     )
+
+
+def trial_dirname(row_key: str, trial) -> str:
+    """A trial's directory: its id and its row (Ray's default name is ~200 characters). A module function, so that
+    Tune, which pickles it into every trial's state, keeps a reference, not a copy of the recipe."""
+    return f"{trial.trial_id}-{trial.config[row_key]}"
 
 
 def trainable_of(task: Task, cfg: Recipe, data):

@@ -3,6 +3,7 @@ runs still say what ran, and nothing a trial trained is lost."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -38,6 +39,31 @@ def test_parameters_a_recipe_leaves_out_take_their_defaults_in_names_and_params(
     params = trial_params(config)
     assert params["lr"] == d.lr and params["freeze"] == d.freeze and params["augment"] == d.augment
     assert ("unfreeze_stages" in params) == (d.freeze == "partial")
+
+
+def test_what_tune_keeps_of_each_trial_does_not_carry_the_callbacks_runs_or_unsent_writes(tmp_path):
+    """Tune pickles the trial-name functions into every trial's saved state (and at each of its results, kept
+    in the driver's memory): they pickle alike whatever the sweep holds, and name trials as before after a
+    restore, confirmation trials by their seed too."""
+    from types import SimpleNamespace
+
+    from ray import cloudpickle
+
+    from sweeps.run import trial_dirname
+    from sweeps.trial_runs import TrialNames
+
+    cb = MlflowTrialCallback(f"sqlite:///{tmp_path}/mlflow.db", "1", "p" * 32, "sweep-1", sweep_seed=0)
+    names, dirnames = TrialNames(cb), functools.partial(trial_dirname, "arch")
+    empty = len(cloudpickle.dumps(names)), len(cloudpickle.dumps(dirnames))
+    cb._runs = {f"{i:08x}": f"{i:032x}" for i in range(3000)}  # thousands of trials, and a server away:
+    cb._pending.extend({"kind": "result", "trial": f"{i:08x}", "metrics": {"val_acc": 0.5}} for i in range(3000))
+    assert (len(cloudpickle.dumps(names)), len(cloudpickle.dumps(dirnames))) == empty
+    assert max(empty) < 2000  # settings, not state
+    restored = cloudpickle.loads(cloudpickle.dumps(names))
+    for config in ({**LEFT_OUT, "lr": 0.001}, {**LEFT_OUT, "lr": 0.001, "seed": 7}):
+        trial = SimpleNamespace(config=config, trial_id="0a1b2c3d")
+        assert restored(trial) == names(trial) == cb.trial_name(config)
+    assert names(trial).endswith("-seed7") and dirnames(trial) == "0a1b2c3d-resnet18"
 
 
 def two_epochs(config):
