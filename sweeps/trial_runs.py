@@ -156,9 +156,12 @@ class MlflowTrialCallback(Callback):
 
     # The callback is pickled with the Tuner (tuner.pkl) and restored from it: no thread, lock or client.
     def __getstate__(self) -> dict:
+        return {**self.settings(), "_runs": self._runs, "_pending": list(self._pending)}
+
+    def settings(self) -> dict:
+        """What the callback was made with, without the trials' runs and writes (pickled by ``TrialNames``)."""
         keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "sweep_dir")
-        keep += ("sweep_seed", "_runs")
-        return {**{k: self.__dict__[k] for k in keep}, "_pending": list(self._pending)}
+        return {k: self.__dict__[k] for k in (*keep, "sweep_seed")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -527,7 +530,7 @@ class TrialNames:
         return self.callback.trial_name(trial.config)
 
     def __reduce__(self) -> tuple:
-        return _trial_names, (type(self.callback), {**self.callback.__getstate__(), "_runs": {}, "_pending": []})
+        return _trial_names, (type(self.callback), {**self.callback.settings(), "_runs": {}, "_pending": []})
 
 
 def _trial_names(callback_type: type[MlflowTrialCallback], settings: dict) -> TrialNames:

@@ -4,6 +4,7 @@ runs still say what ran, and nothing a trial trained is lost."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 import stat
@@ -48,6 +49,7 @@ def test_what_tune_keeps_of_each_trial_does_not_carry_the_callbacks_runs_or_unse
     from types import SimpleNamespace
 
     from ray import cloudpickle
+    from ray.tune.utils.serialization import TuneFunctionDecoder, TuneFunctionEncoder
 
     from sweeps.run import trial_dirname
     from sweeps.trial_runs import TrialNames
@@ -59,7 +61,10 @@ def test_what_tune_keeps_of_each_trial_does_not_carry_the_callbacks_runs_or_unse
     cb._pending.extend({"kind": "result", "trial": f"{i:08x}", "metrics": {"val_acc": 0.5}} for i in range(3000))
     assert (len(cloudpickle.dumps(names)), len(cloudpickle.dumps(dirnames))) == empty
     assert max(empty) < 2000  # settings, not state
-    restored = cloudpickle.loads(cloudpickle.dumps(names))
+    # as Tune stores it in a trial's state (JSON, the function cloudpickled) and reads it back on a restore
+    stored = json.dumps({"trial_name_creator": names}, cls=TuneFunctionEncoder)
+    assert len(stored) < 4000
+    restored = json.loads(stored, cls=TuneFunctionDecoder, allow_cloudpickle=True)["trial_name_creator"]
     for config in ({**LEFT_OUT, "lr": 0.001}, {**LEFT_OUT, "lr": 0.001, "seed": 7}):
         trial = SimpleNamespace(config=config, trial_id="0a1b2c3d")
         assert restored(trial) == names(trial) == cb.trial_name(config)
