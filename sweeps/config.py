@@ -12,13 +12,17 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from sweeps.recipe import (  # noqa: F401  (ConfigError: read from here by tests)
     RANGE_KINDS,
     SWEEP_LEVEL,
     ConfigError,
     Dim,
+    Expect,
+    Number,
     Recipe,
     When,
     _check,
@@ -63,6 +67,7 @@ CONDITIONAL = {
     "gradual_epochs": When("freeze", ("gradual",)),
 }
 SMOKE_TRAIN_LIMIT = 300  # --smoke-test's training images
+Objectives = Annotated[tuple[StrictStr, ...], Expect(f"a list of metric names ({', '.join(M.OBJECTIVES)})")]
 
 
 def active(key: str, chosen: dict[str, Any]) -> bool:
@@ -85,20 +90,20 @@ class SweepConfig(Recipe):
     conditional: ClassVar[dict[str, When]] = CONDITIONAL
     smoke_settings: ClassVar[dict[str, Any]] = {"train_limit": SMOKE_TRAIN_LIMIT}
 
-    data: str | None = None
+    data: StrictStr | None = None
     """ImageFolder directory (root/<class>/<image>); None: scikit-learn's bundled digits."""
-    val_frac: float = 0.15
-    test_frac: float = 0.15
-    train_limit: int | None = None
+    val_frac: Number = 0.15
+    test_frac: Number = 0.15
+    train_limit: StrictInt | None = None
     """Use at most this many training images (stratified); None: all. For smoke tests."""
-    skip_bad_images: bool = False
+    skip_bad_images: StrictBool = False
     """Leave out files that cannot be read as images (listed in the sweep's run) instead of stopping."""
-    decode_cache_mb: float = DECODE_CACHE_MB
+    decode_cache_mb: Number = DECODE_CACHE_MB
     """A folder's images, decoded by the up-front check, are kept in memory (Ray's object store, once per
     node) while they take at most this many megabytes; over it, or at 0, trials decode the files each epoch."""
-    objectives: tuple[str, ...] = (M.VAL_ACC,)
+    objectives: Objectives = (M.VAL_ACC,)
     """Metrics the search optimises; two or more make it multi-objective (e.g. val_acc and latency_ms)."""
-    registered_model: str | None = None
+    registered_model: StrictStr | None = None
     """Model Registry name under which the sweep's best model becomes the 'champion'; None: the experiment's."""
     space: dict[str, Dim] = field(default_factory=lambda: {"arch": Dim("choice", ARCH_PRESETS["tiny"])})
     """Trial parameters (TrialConfig fields) by name; those left out keep TrialConfig's defaults."""
@@ -215,12 +220,6 @@ class SweepConfig(Recipe):
         if key == "weights":
             return [_weights_path(v) for v in values]
         return values
-
-    @classmethod
-    def _setting(cls, key: str, v: Any) -> Any:
-        if key == "objectives" and not (isinstance(v, list) and all(isinstance(o, str) for o in v)):
-            raise ConfigError(f"objectives: expected a list of metric names ({', '.join(M.OBJECTIVES)}), got {v!r}")
-        return super()._setting(key, v)
 
 
 def _expand_archs(names: list[Any]) -> tuple[str, ...]:

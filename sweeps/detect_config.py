@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, StrictInt, StrictStr
 
 from sweeps.recipe import ConfigError, Dim, Recipe
 from trainables import detection as D
 
 DETECT_CONFIG = Path(__file__).resolve().parent / "configs" / "detect" / "default.yaml"
 POINTS_ONE_PER_MODEL = "one_per_model"
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path is not None else None
 
 
 @dataclass(frozen=True)
@@ -27,15 +33,15 @@ class DetectSweepConfig(Recipe):
     smoke_settings: ClassVar[dict[str, Any]] = {"shapes_train": 48}
     objectives: ClassVar[tuple[str, ...]] = (D.SEARCH_METRIC,)  # the search maximises it; ASHA compares it too
 
-    data: str | None = None
+    data: Annotated[StrictStr | None, AfterValidator(_absolute)] = None
     """A YOLO dataset's data.yaml; None: the generated shapes dataset (trainables/shapes.py)."""
-    shapes_train: int = 240
+    shapes_train: StrictInt = 240
     """Images in the generated dataset's train split (val and test get a quarter each)."""
-    data_cache: str = "~/.cache/cvsweep/datasets"
+    data_cache: StrictStr = "~/.cache/cvsweep/datasets"
     """Where each node writes the generated dataset (once; the same settings give the same files)."""
-    num_samples: int | None = 12
-    grace_period: int = 4
-    max_epochs: int = 12
+    num_samples: StrictInt | None = 12
+    grace_period: StrictInt = 4
+    max_epochs: StrictInt = 12
     space: dict[str, Dim] = field(default_factory=lambda: {"model": Dim("choice", ("yolov8n", "yolo11n"))})
 
     def _check_task(self) -> None:
@@ -56,11 +62,6 @@ class DetectSweepConfig(Recipe):
     @property
     def models(self) -> tuple[str, ...]:
         return self.rows
-
-    @classmethod
-    def _setting(cls, key: str, v: Any) -> Any:
-        v = super()._setting(key, v)
-        return str(Path(v).expanduser().resolve()) if key == "data" and v is not None else v
 
 
 def config_from_dict(d: Any, source: str = "<dict>") -> DetectSweepConfig:

@@ -2,18 +2,26 @@
 and checkpoints go, and a ``space`` of trial parameters; read from YAML, checked before anything starts.
 
 A task's recipe (``sweeps.config.SweepConfig``, ``sweeps.detect_config.DetectSweepConfig``) subclasses
-``Recipe``: it adds its own settings, names its trial config type, and checks what only it knows. Reading,
-type checks, command-line overrides and the smoke-test version are written once, here. Every problem is
-collected and reported together, each naming the file (or flag), the key and what is allowed.
+``Recipe``: it adds its own settings, names its trial config type, and checks what only it knows. The
+settings are a schema pydantic validates (unknown keys, types, nested records, each problem with its key);
+the rules between values are ``Recipe.__post_init__``'s; a ``space`` axis' syntax (a value, a list, a
+range) is read here and its values checked against the trial config's field types, again by pydantic.
+Command-line overrides and the smoke-test version are written once, here. Every problem is collected and
+reported together, each naming the file (or flag), the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from annotated_types import Ge
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from trainables.contracts import SPACE_PARAM_PREFIX
 from trainables.registry import unknown_name_message
@@ -22,6 +30,30 @@ SEARCH_ALGORITHMS = ("tpe", "random", "grid")
 RANGE_KINDS = ("loguniform", "uniform", "randint")
 SWEEP_LEVEL = ("max_epochs", "seed")  # trial fields the sweep sets itself: ASHA's horizon and the one seed
 SMOKE_TIMING_S = 0.2  # --smoke-test's timings: 30 runs still give a median
+
+
+def _number(v: Any) -> Any:
+    """YAML 1.1 reads 1e-3 (no dot) as text: a number written as text is taken as the number."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    return v
+
+
+class Expect:
+    """What a setting allows, in words, where its type does not say it (a refused value's message);
+    ``{cls.<name>}`` is filled from the recipe class."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+# The schema's leaf types take only their own type ('32' is not an integer, 1 not true): pydantic's lax
+# mode would convert both. Containers stay lax (a YAML list is read into a tuple, a mapping into a record).
+Number = Annotated[float, Field(strict=True), BeforeValidator(_number)]
+SCHEMA = ConfigDict(extra="forbid")  # what every recipe dataclass is validated with (``__pydantic_config__``)
 
 
 class ConfigError(ValueError):
@@ -127,29 +159,24 @@ class Confirm:
     """The confirmation stage: once the search has ended, its ``top`` configurations that trained every
     epoch run again with ``seeds`` further seeds each (new initialisation and data order, same split)."""
 
-    top: int = 0
-    seeds: int = 0
+    __pydantic_config__ = SCHEMA
+    top: Annotated[StrictInt, Ge(0)] = 0
+    seeds: Annotated[StrictInt, Ge(0)] = 0
 
     @property
     def trials(self) -> int:
         return self.top * self.seeds
 
-    @classmethod
-    def parse(cls, v: Any) -> Confirm:
-        if v is None:
-            return cls()
-        if not isinstance(v, dict):
-            raise ConfigError(f"confirm: expected a mapping like {{top: 2, seeds: 2}}, or null, got {v!r}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        problems = [f"confirm: {unknown_name_message('key', k, names)}" for k in v if k not in names]
-        problems += [
-            f"confirm.{k}: expected an integer >= 0, got {n!r}"
-            for k, n in v.items()
-            if k in names and (not isinstance(n, int) or isinstance(n, bool) or n < 0)
-        ]
-        if problems:
-            raise ConfigError.of(problems)
-        return cls(**v)
+
+def _no_confirm(v: Any) -> Any:
+    return Confirm() if v is None else v
+
+
+ConfirmSetting = Annotated[  # null: no confirmation
+    Confirm,
+    BeforeValidator(_no_confirm),
+    Expect("a mapping like {{top: 2, seeds: 2}}, or null"),
+]
 
 
 def is_active(conditional: dict[str, When], trial_type: type, key: str, chosen: dict[str, Any]) -> bool:
@@ -207,43 +234,45 @@ class Recipe:
     conditional: ClassVar[dict[str, When]] = {}  # parameter -> when it exists
     smoke_settings: ClassVar[dict[str, Any]] = {}  # what --smoke-test shrinks besides trials and epochs
 
-    experiment: str | None = None
+    __pydantic_config__ = SCHEMA
+
+    experiment: StrictStr | None = None
     """MLflow experiment name; None: '<task>-<data name>'."""
-    data: str | None = None
-    search: str = "tpe"
+    data: StrictStr | None = None
+    search: StrictStr = "tpe"
     """'tpe' (Optuna's TPE), 'random' (Optuna's RandomSampler) or 'grid' (every combination, Optuna's
     BruteForceSampler; needs a discrete space)."""
-    num_samples: int | None = 16
+    num_samples: StrictInt | None = 16
     """Trials to run; None with search 'grid': the whole grid."""
-    points_to_evaluate: str | tuple[dict[str, Any], ...] = ""
+    points_to_evaluate: Annotated[StrictStr | tuple[Any, ...], Expect("a list or {cls.points_one_per!r}")] = ""
     """Configs tried first: one per row_key value (the subclass' default), a list of partial configs, or []."""
-    asha: bool = True
+    asha: StrictBool = True
     """Stop trials early that are behind their own family at the ASHA milestones (on the first objective)."""
-    grace_period: int = 2
+    grace_period: StrictInt = 2
     """Epochs every trial gets before ASHA may stop it."""
-    max_epochs: int = 4
+    max_epochs: StrictInt = 4
     """Epochs per trial, unless ASHA stops it earlier."""
-    seed: int = 0
+    seed: StrictInt = 0
     """Seeds the data split, the search and every trial of the search."""
-    confirm: Confirm = Confirm()
+    confirm: ConfirmSetting = Confirm()
     """After the search, its best ``top`` configurations again with ``seeds`` further seeds each (their
     rows show mean +/- std, and the winner is chosen by the mean); null or 0: no confirmation."""
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 1
+    cpus_per_trial: Number = 1.0
+    gpus_per_trial: Number = 0.0
+    max_failures: StrictInt = 1
     """Times Ray Tune retries a crashed trial from its last checkpoint."""
-    tracking_uri: str | None = None
+    tracking_uri: StrictStr | None = None
     """MLflow tracking URI; None: MLflow's own resolution (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
-    tracking_wait_s: float = 900.0
+    tracking_wait_s: Number = 900.0
     """How long the end of a sweep waits for a tracking server that went away to take the last writes."""
-    storage_path: str | None = None
+    storage_path: StrictStr | None = None
     """Where Ray Tune keeps trial checkpoints; None: Ray's default (~/ray_results)."""
-    output_dir: str = "reports"
+    output_dir: StrictStr = "reports"
     """Where the comparison report is written, under <experiment>/<sweep> (also logged to the parent run)."""
-    timing_s: float = 1.0
+    timing_s: Number = 1.0
     """Each latency and throughput timing of the comparison table runs at least this many seconds (and 30
     runs); --smoke-test: 0.2."""
-    address: str | None = None
+    address: StrictStr | None = None
     """Ray cluster address ('auto' for the cluster this machine belongs to); None: $RAY_ADDRESS, else a
     `ray start` instance on this machine, else a Ray of the sweep's own, on 127.0.0.1 only."""
     space: dict[str, Dim] = field(default_factory=dict)
@@ -451,31 +480,35 @@ class Recipe:
         try:
             if not isinstance(d, dict):
                 raise ConfigError(f"expected a mapping of settings at the top level, got {type(d).__name__}")
-            # Each key on its own first, every mistake collected: one run of the script shows them all.
-            allowed = [*cls.settings(), "space"]
-            problems = [unknown_name_message("setting", k, allowed) for k in d if k not in allowed]
-            kwargs: dict[str, Any] = {}
-            for k, v in d.items():
-                try:
-                    if k == "space":
-                        if not isinstance(v, dict) or not v:
-                            raise ConfigError("space: expected a mapping of trial parameters to values, lists, ranges")
-                        space = {}
-                        for key, raw in v.items():
-                            try:
-                                space[key] = cls.parse_dim(key, raw)
-                            except ConfigError as e:
-                                problems.append(str(e))
-                        kwargs["space"] = space
-                    elif k in allowed:
-                        kwargs[k] = cls._setting(k, v)
-                except ConfigError as e:
-                    problems.append(str(e))
+            # The space's axes, then the settings (pydantic: every key at once), then how they fit together
+            # (__post_init__, only when each key is valid): one run of the script shows every mistake.
+            settings = {k: v for k, v in d.items() if k not in ("space", "source")}
+            problems = [unknown_name_message("setting", "source", [*cls.settings(), "space"])] if "source" in d else []
+            if "space" in d:
+                settings["space"] = cls._read_space(d["space"], problems)
+            try:
+                cfg = _schema(cls).validate_python({**settings, "source": source})
+            except ValidationError as e:
+                problems += _schema_problems(cls, e, settings, rules=not problems)
             if problems:
                 raise ConfigError.of(problems)
-            return cls(**kwargs, source=source)  # then how the keys fit together
+            return cfg
         except ConfigError as e:
             raise ConfigError.of(e.problems, source) from None
+
+    @classmethod
+    def _read_space(cls, raw: Any, problems: list[str]) -> dict[str, Dim]:
+        """The ``space`` mapping -> its axes; each axis' mistake is added to ``problems``."""
+        if not isinstance(raw, dict) or not raw:
+            problems.append("space: expected a mapping of trial parameters to values, lists, ranges")
+            return {}
+        space = {}
+        for key, axis in raw.items():
+            try:
+                space[key] = cls.parse_dim(key, axis)
+            except ConfigError as e:
+                problems.append(str(e))
+        return space
 
     @classmethod
     def parse_dim(cls, key: str, raw: Any) -> Dim:
@@ -516,58 +549,12 @@ class Recipe:
 
     @classmethod
     def _coerce(cls, key: str, v: Any) -> Any:
-        """YAML reads 1e-3 (no dot) as a string: numbers given as text are accepted; other types are not."""
-        t = _type_name(next(f.type for f in dataclasses.fields(cls.trial_type) if f.name == key))
-        if v is None and "None" in t:
-            return None
-        if isinstance(v, bool):
-            if t == "bool":
-                return v
-            raise ConfigError(f"space.{key}: expected {t}, got {v!r}")
-        if t.startswith("int"):
-            if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
-                return int(v)
-            raise ConfigError(f"space.{key}: expected an integer{' or null' if 'None' in t else ''}, got {v!r}")
-        if t.startswith("float"):
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                raise ConfigError(f"space.{key}: expected a number, got {v!r}") from None
-        if t == "bool":
-            raise ConfigError(f"space.{key}: expected true or false, got {v!r}")
-        if not isinstance(v, str):
-            raise ConfigError(f"space.{key}: expected a string, got {v!r}")
-        return v
-
-    @classmethod
-    def _setting(cls, key: str, v: Any) -> Any:
-        t = _type_name(next(f.type for f in dataclasses.fields(cls) if f.name == key))
-        if v is None and key != "confirm":
-            if "None" not in t:
-                raise ConfigError(f"{key}: may not be null")
-            return None
-        if key == "confirm":
-            return Confirm.parse(v)
-        if key == "points_to_evaluate":
-            if isinstance(v, str):
-                return v
-            return tuple(v) if isinstance(v, list) else _bad(key, f"a list or {cls.points_one_per!r}", v)
-        if t.startswith("tuple"):  # a list of names (objectives)
-            if not isinstance(v, list) or not all(isinstance(o, str) for o in v):
-                raise ConfigError(f"{key}: expected a list of names, got {v!r}")
-            return tuple(v)
-        if t == "bool":
-            return v if isinstance(v, bool) else _bad(key, "true or false", v)
-        if t.startswith("int"):
-            return v if isinstance(v, int) and not isinstance(v, bool) else _bad(key, "an integer", v)
-        if t.startswith("float"):
-            if isinstance(v, bool):
-                return _bad(key, "a number", v)
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                return _bad(key, "a number", v)
-        return v if isinstance(v, str) else _bad(key, "a string", v)
+        """One value of an axis, checked against the trial config's type for ``key`` (by pydantic)."""
+        hint = typing.get_type_hints(cls.trial_type)[key]
+        try:
+            return _axis_type(hint).validate_python(v)
+        except ValidationError:
+            raise ConfigError(f"space.{key}: expected {_expected(hint, cls)}, got {v!r}") from None
 
     @classmethod
     def load(cls, path: str | Path, shipped: Path) -> Recipe:
@@ -633,9 +620,72 @@ class Recipe:
         )
 
 
-def _type_name(t: Any) -> str:
-    """A field's type as written: 'int | None' (postponed annotations are already text)."""
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+@functools.cache
+def _schema(recipe_type: type) -> TypeAdapter:
+    return TypeAdapter(recipe_type)
+
+
+@functools.cache
+def _axis_type(hint: Any) -> TypeAdapter:
+    """A trial field's type, strict (YAML's numbers as text, and whole floats for integers, excepted)."""
+    kinds = set(typing.get_args(hint)) or {hint}
+
+    def yaml_value(v: Any) -> Any:
+        if float in kinds:
+            return _number(v)
+        return int(v) if int in kinds and isinstance(v, float) and v.is_integer() else v
+
+    return TypeAdapter(Annotated[hint, BeforeValidator(yaml_value)], config=ConfigDict(strict=True))
+
+
+_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(hint: Any, recipe_type: type) -> str:
+    """What a field allows, in words: its ``Expect``, else its type's ('an integer >= 0', 'a number or null')."""
+    said = next((m.text for m in getattr(hint, "__metadata__", ()) if isinstance(m, Expect)), None)
+    return said.format(cls=recipe_type) if said else _words(hint)
+
+
+def _words(hint: Any) -> str:
+    if extras := getattr(hint, "__metadata__", ()):  # Annotated[T, ...]
+        return _words(hint.__origin__) + next((f" >= {m.ge}" for m in extras if isinstance(m, Ge)), "")
+    if type(None) in (kinds := typing.get_args(hint)):
+        return " or ".join(_words(k) for k in kinds if k is not type(None)) + " or null"
+    return _WORDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _fields(record: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(record, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(record)}
+
+
+def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any], rules: bool) -> list[str]:
+    """pydantic's errors in this project's words, one per key: where, what is allowed, what was given.
+    ``rules``: also the rules between settings (``__post_init__``'s), which pydantic reports without a key."""
+    fields = _fields(recipe_type)
+    problems: list[str] = []
+    for err in e.errors():
+        loc = err["loc"]
+        if not loc:  # raised by __post_init__ (a ConfigError, or a task's own check failing otherwise)
+            error = err.get("ctx", {}).get("error", err["msg"])
+            problems += getattr(error, "problems", [str(error)]) if rules else []
+            continue
+        key, hint, value = str(loc[0]), fields.get(str(loc[0])), given.get(loc[0])
+        record = getattr(hint, "__origin__", hint)  # Annotated[Confirm, ...] -> Confirm
+        if dataclasses.is_dataclass(record) and len(loc) > 1:  # a key of a nested record (confirm.top)
+            inner = _fields(record)
+            if loc[1] not in inner:
+                problems.append(f"{key}: {unknown_name_message('key', loc[1], list(inner))}")
+                continue
+            key, hint, value = f"{key}.{loc[1]}", inner[loc[1]], err["input"]
+        if hint is None:
+            problems.append(unknown_name_message("setting", key, [*recipe_type.settings(), "space"]))
+        elif value is None:
+            problems.append(f"{key}: may not be null")
+        else:
+            problems.append(f"{key}: expected {_expected(hint, recipe_type)}, got {value!r}")
+    return list(dict.fromkeys(problems))  # a union's members each report the same key
 
 
 def _trial_check(trial_type: type, key: str, values: dict[str, Any]) -> None:
@@ -659,7 +709,3 @@ def _collect(checks) -> list[str]:
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")
-
-
-def _bad(key: str, what: str, v: Any) -> Any:
-    raise ConfigError(f"{key}: expected {what}, got {v!r}")

@@ -308,6 +308,36 @@ def test_search_modes_pick_their_optuna_sampler():
         assert isinstance(sampler(cfg), cls)
 
 
+def test_each_setting_takes_its_own_type_only_and_yamls_numbers_written_as_text():
+    """YAML 1.1 reads 1e-3 (no dot) as text: a number field takes it, nothing else is converted."""
+    cfg = config_from_dict({"timing_s": "5e-1", "confirm": None, "space": {"arch": "resnet18", "lr": "1e-3"}})
+    assert cfg.timing_s == 0.5 and cfg.dim("lr").values == (1e-3,) and cfg.confirm.trials == 0
+    assert config_from_dict({"space": {"arch": "resnet18", "batch_size": 16.0}}).dim("batch_size").values == (16,)
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(
+            {
+                "asha": 1,  # not true
+                "num_samples": 2.5,
+                "seed": None,
+                "tracking_wait_s": False,
+                "output_dir": 7,
+                "confirm": {"top": 1, "seed": 2},
+                "space": {"arch": "resnet18", "num_workers": "2", "amp": "yes", "batch_size": 16.5},
+            }
+        )
+    assert sorted(p.removeprefix("<dict>: ") for p in e.value.problems) == [
+        "asha: expected true or false, got 1",
+        "confirm: unknown key 'seed'. Did you mean 'seeds'? Allowed: seeds, top.",
+        "num_samples: expected an integer or null, got 2.5",
+        "output_dir: expected a string, got 7",
+        "seed: may not be null",
+        "space.amp: expected true or false, got 'yes'",
+        "space.batch_size: expected an integer, got 16.5",
+        "space.num_workers: expected an integer or null, got '2'",
+        "tracking_wait_s: expected a number, got False",
+    ]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from sweeps import classify, detect
+from sweeps.cli import load_task
 from sweeps.config import config_from_dict
 from sweeps.detect_config import DetectSweepConfig
 from sweeps.recipe import ConfigError
@@ -102,3 +103,14 @@ def test_an_unknown_set_key_is_refused_when_the_detection_flags_are_read(tmp_pat
     err = capsys.readouterr().err
     assert "--set imgzs=320: unknown setting or trial parameter 'imgzs'. Did you mean 'imgsz'" in err
     assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize("command", [classify.COMMAND, detect.COMMAND], ids=["classify", "detect"])
+def test_every_flag_overrides_a_key_the_tasks_recipe_has(command):
+    """A flag and its recipe key are one definition: a flag whose key the recipe does not know would be
+    refused as an unknown setting at every use."""
+    task = load_task(command)
+    keys = {"settings": set(task.recipe.settings()), "space": set(task.recipe.space_keys())}
+    flags = [f for f in command.all_flags() if f.where is not None]
+    assert len(flags) >= 12
+    assert [f.name for f in flags if f.key not in keys[f.where]] == []
