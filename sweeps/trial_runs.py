@@ -19,6 +19,7 @@ than its last logged epoch replays those epochs).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from sweeps.config import trial_params
+from sweeps.storage import PARTIAL_SUFFIX
 from trainables import detection as D
 from trainables import metrics as M
 from trainables.config import epochs_planned, run_name
@@ -452,7 +455,7 @@ class MlflowTrialCallback(Callback):
             tags=[RunTag(STOPPED_EARLY_TAG, str(stopped_early).lower())],
         )
         if op["checkpoint"] is not None:
-            with checkpoint_files(op["checkpoint"]) as d:
+            with checkpoint_files(op["checkpoint"]) as d, complete_files(d) as d:
                 self._log_final(run_id, op, d)
         self.client.set_terminated(run_id, status="FINISHED")
 
@@ -505,7 +508,7 @@ class MlflowTrialCallback(Callback):
         with tempfile.TemporaryDirectory() as d:  # links to the trial's files, whatever their size; MLmodel anew
             local = Path(d) / "model"
             shutil.copytree(model_dir, local, copy_function=os.symlink)
-            meta = Model.load(str(model_dir / MLMODEL_FILE_NAME))  # with the ids it could not know on the worker
+            meta = Model.load(str((model_dir / MLMODEL_FILE_NAME).resolve()))  # + the ids the worker could not know
             meta.run_id, meta.model_id, meta.model_uuid = run_id, model.model_id, model.model_id
             meta.artifact_path = model.artifact_location
             (local / MLMODEL_FILE_NAME).unlink()
@@ -513,6 +516,24 @@ class MlflowTrialCallback(Callback):
             self.client.log_model_artifacts(model.model_id, str(local))
         self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         self.client.set_tag(run_id, MODEL_ID_TAG, model.model_id)
+
+
+@contextlib.contextmanager
+def complete_files(folder: Path) -> Iterator[Path]:
+    """``folder`` less the files a lost writer left unfinished. The sweep's storage writes each file beside
+    its place and renames it once complete (``sweeps.storage``); a node lost while it uploaded a checkpoint
+    leaves those partial files in the checkpoint's directory, which the retried trial writes again. Said,
+    and the rest linked, not copied."""
+    unfinished = sorted(str(p.relative_to(folder)) for p in folder.rglob(f"*{PARTIAL_SUFFIX}"))
+    if not unfinished:
+        yield folder
+        return
+    names = ", ".join(unfinished)
+    log(f"note: {folder}: left out {len(unfinished)} unfinished file(s) of an interrupted write: {names}")
+    with tempfile.TemporaryDirectory() as d:
+        kept = Path(d) / folder.name
+        shutil.copytree(folder, kept, copy_function=os.symlink, ignore=shutil.ignore_patterns(f"*{PARTIAL_SUFFIX}"))
+        yield kept
 
 
 class TrialNames:

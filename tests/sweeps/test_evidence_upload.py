@@ -3,6 +3,8 @@ and records the model, and never builds a model itself, whatever its size."""
 
 from __future__ import annotations
 
+import shutil
+
 import mlflow
 import pytest
 import torch
@@ -10,9 +12,10 @@ from mlflow.tracking import MlflowClient
 
 import trainables.gradcam
 import trainables.models
+from sweeps.storage import PARTIAL_SUFFIX
 from sweeps.trial_runs import MlflowTrialCallback
 from tests.test_layout import reachable
-from trainables.contracts import BEST_MODEL_ARTIFACT, GRADCAM_TAG, MODEL_ID_TAG
+from trainables.contracts import BEST_MODEL_ARTIFACT, EVIDENCE_DIR, GRADCAM_TAG, MODEL_ID_TAG, RUN_ARTIFACTS_DIR
 from trainables.evidence import CONFUSION_PNG, CURVES_PNG, GRADCAM_PNG, PER_CLASS_CSV, PREDICTIONS_CSV
 
 
@@ -68,6 +71,27 @@ def test_a_checkpoint_without_evidence_is_said_on_the_run(evidence_trial, callba
     assert tag.startswith("none: the trial ended after epoch 2, where the sweep did not expect it to stop")
     assert "no evidence" in capsys.readouterr().out
     assert not client.list_artifacts(run_id)
+
+
+def test_files_a_lost_node_left_unfinished_are_left_out_and_said(evidence_trial, callback, tmp_path, capsys):
+    """A node lost while it uploaded a checkpoint leaves the storage's partial files in that checkpoint's
+    directory; the retried trial writes the same directory again beside them. The run gets the complete files."""
+    from ray.tune import Checkpoint
+
+    cb, client = callback
+    config, _, checkpoints = evidence_trial
+    d = tmp_path / "checkpoint_000002"
+    shutil.copytree(checkpoints[2][0], d)
+    evidence = d / RUN_ARTIFACTS_DIR / EVIDENCE_DIR
+    for name in (GRADCAM_PNG, "gradcam.npz"):  # as sweeps.storage names a file it has not finished
+        (evidence / f".{name}.0123abcd{PARTIAL_SUFFIX}").write_bytes(b"half a file")
+    run_id = cb._run_id("trial_3", config)
+    op = {"epoch": 3, "summary": {"test_acc": 0.5}, "config": config, "checkpoint": Checkpoint.from_directory(d)}
+    cb._on_complete(run_id, op)
+    files = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, EVIDENCE_DIR)}
+    assert GRADCAM_PNG in files and not [f for f in files if f.endswith(PARTIAL_SUFFIX)]
+    assert "left out 2 unfinished file(s) of an interrupted write" in capsys.readouterr().out
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_the_driver_does_not_import_what_builds_or_explains_a_model():
