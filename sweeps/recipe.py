@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from annotated_types import Ge
-from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Strict, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from trainables.contracts import SPACE_PARAM_PREFIX
 from trainables.registry import unknown_name_message
@@ -52,7 +52,7 @@ class Expect:
 
 # The schema's leaf types take only their own type ('32' is not an integer, 1 not true): pydantic's lax
 # mode would convert both. Containers stay lax (a YAML list is read into a tuple, a mapping into a record).
-Number = Annotated[float, Field(strict=True), BeforeValidator(_number)]
+Number = Annotated[float, Strict(), BeforeValidator(_number)]
 SCHEMA = ConfigDict(extra="forbid")  # what every recipe dataclass is validated with (``__pydantic_config__``)
 
 
@@ -277,7 +277,7 @@ class Recipe:
     `ray start` instance on this machine, else a Ray of the sweep's own, on 127.0.0.1 only."""
     space: dict[str, Dim] = field(default_factory=dict)
     """Trial parameters by name; those left out keep the trial config's defaults."""
-    source: str = "<defaults>"
+    source: StrictStr = "<defaults>"
     """The recipe this config was read from, for messages and the sweep's parameters."""
 
     def __post_init__(self) -> None:
@@ -514,7 +514,7 @@ class Recipe:
     def parse_dim(cls, key: str, raw: Any) -> Dim:
         """YAML -> Dim. ``value`` is fixed, ``[a, b]`` a choice, ``{loguniform|uniform|randint: [lo, hi]}`` a range."""
         if key not in cls.space_keys():
-            raise ConfigError(f"space: {unknown_name_message(cls.trial_noun, key, cls.space_keys())}")
+            raise ConfigError(f"space: {unknown_name_message(cls.trial_noun, str(key), cls.space_keys())}")
         if isinstance(raw, dict):
             if len(raw) != 1 or next(iter(raw)) not in RANGE_KINDS:
                 raise ConfigError(
@@ -550,7 +550,7 @@ class Recipe:
     @classmethod
     def _coerce(cls, key: str, v: Any) -> Any:
         """One value of an axis, checked against the trial config's type for ``key`` (by pydantic)."""
-        hint = typing.get_type_hints(cls.trial_type)[key]
+        hint = _trial_hints(cls.trial_type)[key]
         try:
             return _axis_type(hint).validate_python(v)
         except ValidationError:
@@ -622,7 +622,26 @@ class Recipe:
 
 @functools.cache
 def _schema(recipe_type: type) -> TypeAdapter:
+    """The recipe type's validator. Its settings must be typed strictly: a plain ``int`` would take '3'."""
+    fields = _fields(recipe_type)
+    if lax := [name for name, hint in fields.items() if name != "space" and _lax(hint)]:
+        raise TypeError(
+            f"{recipe_type.__name__}: type {', '.join(lax)} with StrictInt, StrictStr, StrictBool or "
+            "sweeps.recipe.Number (pydantic converts '3' to a plain int, and 1 to a plain bool)"
+        )
     return TypeAdapter(recipe_type)
+
+
+def _lax(hint: Any) -> bool:
+    """Whether a type lets pydantic convert a scalar: a plain int, float, bool or str in it, not made strict."""
+    if metadata := getattr(hint, "__metadata__", ()):  # Annotated[T, ...]: Strict(), or Field(strict=True)
+        return not any(getattr(m, "strict", False) for m in metadata) and _lax(hint.__origin__)
+    return hint in _WORDS or any(_lax(arg) for arg in typing.get_args(hint))
+
+
+@functools.cache
+def _trial_hints(trial_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(trial_type)
 
 
 @functools.cache
@@ -676,7 +695,7 @@ def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any
         if dataclasses.is_dataclass(record) and len(loc) > 1:  # a key of a nested record (confirm.top)
             inner = _fields(record)
             if loc[1] not in inner:
-                problems.append(f"{key}: {unknown_name_message('key', loc[1], list(inner))}")
+                problems.append(f"{key}: {unknown_name_message('key', str(loc[1]), list(inner))}")
                 continue
             key, hint, value = f"{key}.{loc[1]}", inner[loc[1]], err["input"]
         if hint is None:

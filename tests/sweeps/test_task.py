@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from pydantic import StrictInt
 
 from sweeps.recipe import ConfigError, Dim, Recipe
 from sweeps.run import SWEEP_FILE, resume_sweep, run_sweep
@@ -39,9 +40,9 @@ class TabularRecipe(Recipe):
     points_one_per: ClassVar[str] = "one_per_model"
     objectives: ClassVar[tuple[str, ...]] = ("val_acc",)
 
-    num_samples: int | None = 2
-    max_epochs: int = 3
-    grace_period: int = 1
+    num_samples: StrictInt | None = 2  # strict: a plain int would take '2' (sweeps.recipe refuses it)
+    max_epochs: StrictInt = 3
+    grace_period: StrictInt = 1
     space: dict[str, Dim] = field(default_factory=lambda: {"model": Dim("choice", ("softmax", "mlp"))})
 
 
@@ -162,3 +163,15 @@ def test_a_recipe_of_the_third_task_is_checked_like_any_other():
     with pytest.raises(ConfigError, match=r"space\.model: model: 'softmax' or 'mlp', got 'tree'"):
         TabularRecipe.from_dict({"space": {"model": ["softmax", "tree"]}})
     assert np.isclose(TabularRecipe().dim("lr").values[0], 0.5)  # left out: the trial config's default
+
+
+def test_a_recipe_whose_settings_would_take_any_text_is_refused_naming_them():
+    @dataclass(frozen=True)
+    class Loose(TabularRecipe):
+        max_epochs: int = 3  # pydantic would read max_epochs: '3' (and true) as an integer
+        note: str | None = None
+
+    with pytest.raises(TypeError, match=r"Loose: type max_epochs, note with StrictInt, StrictStr, StrictBool or"):
+        Loose.from_dict({"max_epochs": "3"})
+    with pytest.raises(ConfigError, match=r"max_epochs: expected an integer, got '3'"):
+        TabularRecipe.from_dict({"max_epochs": "3"})
