@@ -481,7 +481,7 @@ class Recipe:
             if not isinstance(d, dict):
                 raise ConfigError(f"expected a mapping of settings at the top level, got {type(d).__name__}")
             # The space's axes, then the settings (pydantic: every key at once), then how they fit together
-            # (__post_init__, only when each key is valid): one run of the script shows every mistake.
+            # (__post_init__'s problems, counted only when each key is valid): one run shows every mistake.
             settings = {k: v for k, v in d.items() if k not in ("space", "source")}
             problems = [unknown_name_message("setting", "source", [*cls.settings(), "space"])] if "source" in d else []
             if "space" in d:
