@@ -160,8 +160,7 @@ def main() -> None:
             f"{r0['last_quarter_median_rss_mb']:.0f} and {r1['last_quarter_median_rss_mb']:.0f} MB "
             f"({r1['last_quarter_median_rss_mb'] / r0['last_quarter_median_rss_mb']:.2f}x, "
             f"{(r1['last_quarter_median_rss_mb'] - r0['last_quarter_median_rss_mb']) / max(n1 - n0, 1):.2f} MB a "
-            "trial more); "
-            "CPU per trial "
+            "trial more); CPU per trial "
             f"{r0['driver_cpu_per_trial_s']:.2f} s "
             f"and {r1['driver_cpu_per_trial_s']:.2f} s"
         )

@@ -163,8 +163,16 @@ class MlflowTrialCallback(Callback):
 
     def settings(self) -> dict:
         """What the callback was made with, without the trials' runs and writes (pickled by ``TrialNames``)."""
-        keep = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name", "flush_timeout_s", "sweep_dir")
-        return {k: self.__dict__[k] for k in (*keep, "sweep_seed")}
+        keep = (
+            "tracking_uri",
+            "experiment_id",
+            "parent_run_id",
+            "sweep_name",
+            "flush_timeout_s",
+            "sweep_dir",
+            "sweep_seed",
+        )
+        return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -540,9 +548,9 @@ class TrialNames:
     """Tune's ``trial_name_creator``: each trial named as its MLflow run (``MlflowTrialCallback.trial_name``).
 
     Tune pickles its name functions into every trial's saved state, again at each of the trial's results, and
-    keeps that state in the driver's memory: this one pickles as the callback's settings only. (A closure over
-    the callback carried the callback's whole state, its trial-to-run map and every write not made yet, into each
-    trial's: memory and snapshot time quadratic in the trials, and worse while a tracking server was away.)"""
+    keeps that state in the driver's memory: this one pickles as the callback's settings only. A closure over
+    the callback would put its trial-to-run map and every unsent write into each trial's state: memory and
+    snapshot time quadratic in the trials."""
 
     def __init__(self, callback: MlflowTrialCallback) -> None:
         self.callback = callback
