@@ -24,10 +24,12 @@ from sweeps.recipe import (  # noqa: F401  (ConfigError: read from here by tests
     Expect,
     Number,
     Recipe,
+    UserPath,
     When,
     _check,
     _collect,
     _trial_check,
+    expand_user,
     is_active,
 )
 from trainables import metrics as M
@@ -90,7 +92,7 @@ class SweepConfig(Recipe):
     conditional: ClassVar[dict[str, When]] = CONDITIONAL
     smoke_settings: ClassVar[dict[str, Any]] = {"train_limit": SMOKE_TRAIN_LIMIT}
 
-    data: StrictStr | None = None
+    data: UserPath | None = None
     """ImageFolder directory (root/<class>/<image>); None: scikit-learn's bundled digits."""
     val_frac: Number = 0.15
     test_frac: Number = 0.15
@@ -233,7 +235,10 @@ def _weights_path(v: Any) -> Any:
     """Local weight files must exist when the sweep starts; stored as absolute paths."""
     if not isinstance(v, str) or not is_weights_file(v) or not v.endswith(WEIGHT_FILE_SUFFIXES):
         return v  # TrialConfig's own check names what is allowed
-    path = Path(v).expanduser().resolve()
+    try:
+        path = expand_user(v).resolve()
+    except ValueError as e:
+        raise ConfigError(f"space.weights: {e}") from None
     if not path.is_file():
         raise ConfigError(f"space.weights: no such file {str(path)!r}")
     return str(path)

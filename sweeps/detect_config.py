@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, StrictInt, StrictStr
+from pydantic import AfterValidator, StrictInt
 
-from sweeps.recipe import ConfigError, Dim, Recipe
+from sweeps.recipe import ConfigError, Dim, Recipe, UserPath
 from trainables import detection as D
 
 DETECT_CONFIG = Path(__file__).resolve().parent / "configs" / "detect" / "default.yaml"
@@ -33,11 +33,11 @@ class DetectSweepConfig(Recipe):
     smoke_settings: ClassVar[dict[str, Any]] = {"shapes_train": 48}
     objectives: ClassVar[tuple[str, ...]] = (D.SEARCH_METRIC,)  # the search maximises it; ASHA compares it too
 
-    data: Annotated[StrictStr | None, AfterValidator(_absolute)] = None
+    data: Annotated[UserPath | None, AfterValidator(_absolute)] = None
     """A YOLO dataset's data.yaml; None: the generated shapes dataset (trainables/shapes.py)."""
     shapes_train: StrictInt = 240
     """Images in the generated dataset's train split (val and test get a quarter each)."""
-    data_cache: StrictStr = "~/.cache/cvsweep/datasets"
+    data_cache: UserPath = "~/.cache/cvsweep/datasets"
     """Where each node writes the generated dataset (once; the same settings give the same files)."""
     num_samples: StrictInt | None = 12
     grace_period: StrictInt = 4

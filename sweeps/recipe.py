@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from annotated_types import Ge
-from pydantic import BeforeValidator, ConfigDict, Strict, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 from trainables.contracts import SPACE_PARAM_PREFIX
 from trainables.registry import unknown_name_message
@@ -54,6 +64,22 @@ class Expect:
 # mode would convert both. Containers stay lax (a YAML list is read into a tuple, a mapping into a record).
 Number = Annotated[float, Strict(), BeforeValidator(_number)]
 SCHEMA = ConfigDict(extra="forbid")  # what every recipe dataclass is validated with (``__pydantic_config__``)
+
+
+def expand_user(path: str) -> Path:
+    """``path`` with its ``~`` or ``~user`` expanded; ValueError where this machine has no such home."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory", which names neither
+        raise ValueError(f"{path!r}: this machine has no home directory {path.split('/')[0]!r}") from None
+
+
+def _home_exists(path: str) -> str:
+    expand_user(path)
+    return path  # kept as written: the sweep's parameters show the recipe's own words
+
+
+UserPath = Annotated[StrictStr, AfterValidator(_home_exists)]  # a path setting
 
 
 class ConfigError(ValueError):
@@ -238,7 +264,7 @@ class Recipe:
 
     experiment: StrictStr | None = None
     """MLflow experiment name; None: '<task>-<data name>'."""
-    data: StrictStr | None = None
+    data: UserPath | None = None
     search: StrictStr = "tpe"
     """'tpe' (Optuna's TPE), 'random' (Optuna's RandomSampler) or 'grid' (every combination, Optuna's
     BruteForceSampler; needs a discrete space)."""
@@ -265,9 +291,9 @@ class Recipe:
     """MLflow tracking URI; None: MLflow's own resolution (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
     tracking_wait_s: Number = 900.0
     """How long the end of a sweep waits for a tracking server that went away to take the last writes."""
-    storage_path: StrictStr | None = None
+    storage_path: UserPath | None = None
     """Where Ray Tune keeps trial checkpoints; None: Ray's default (~/ray_results)."""
-    output_dir: StrictStr = "reports"
+    output_dir: UserPath = "reports"
     """Where the comparison report is written, under <experiment>/<sweep> (also logged to the parent run)."""
     timing_s: Number = 1.0
     """Each latency and throughput timing of the comparison table runs at least this many seconds (and 30
@@ -700,6 +726,8 @@ def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any
             key, hint, value = f"{key}.{loc[1]}", inner[loc[1]], err["input"]
         if hint is None:
             problems.append(unknown_name_message("setting", key, [*recipe_type.settings(), "space"]))
+        elif err["type"] == "value_error":  # a setting's own validator (UserPath) says what is wrong
+            problems.append(f"{key}: {err['ctx']['error']}")
         elif value is None:
             problems.append(f"{key}: may not be null")
         else:

@@ -24,7 +24,7 @@ from ray import tune
 
 from sweeps.credentials import restore_credentials, save_credentials, untrusted
 from sweeps.ray_compat import loopback_only, starts_local_ray
-from sweeps.recipe import ConfigError, Recipe
+from sweeps.recipe import ConfigError, Recipe, expand_user
 from sweeps.space import num_trials, scheduler, search_algorithm, trials_planned
 from sweeps.storage import storage_filesystem
 from sweeps.study import StudyRecord, study_storage
@@ -413,7 +413,11 @@ def resume_sweep(task: Task, exp_dir: Path | None, address: str | None, verbose:
     newest interrupted sweep from (None: the default storage path)."""
     t0 = time.perf_counter()
     quiet_console(verbose)
-    exp_dir, problem = sweep_to_resume(task, (exp_dir or Path(DEFAULT_STORAGE)).expanduser().resolve())
+    try:
+        where = expand_user(str(exp_dir or DEFAULT_STORAGE)).resolve()
+    except ValueError as e:
+        return fail(f"--resume {e}")
+    exp_dir, problem = sweep_to_resume(task, where)
     if problem:
         return fail(problem)
     sweep = json.loads((exp_dir / SWEEP_FILE).read_text())

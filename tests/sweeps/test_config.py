@@ -121,6 +121,25 @@ def test_a_bad_recipe_stops_the_script_before_ray_or_mlflow_start(tmp_path, caps
     assert not (tmp_path / "m.db").exists()
 
 
+def test_a_path_in_a_home_this_machine_lacks_is_named_in_a_recipe_a_flag_and_resume(capsys):
+    from sweeps.detect_config import config_from_dict as detection_config
+
+    home = "~no_such_user_here"
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(
+            {"data": f"{home}/photos", "storage_path": home, "space": {"weights": f"{home}/w.pth"}}, "r.yaml"
+        )
+    for key in ("data", "storage_path", "space.weights"):
+        assert f"r.yaml: {key}: '{home}" in str(e.value) and f"no home directory '{home}'" in str(e.value)
+    with pytest.raises(ConfigError, match=rf"data_cache: '{home}/c': this machine has no home directory"):
+        detection_config({"data_cache": f"{home}/c"}, "d.yaml")
+    assert main(["--data", f"{home}/photos"]) == 2
+    assert f"with --data: data: '{home}/photos': this machine has no home directory" in capsys.readouterr().err
+    assert main(["--resume", f"{home}/sweep"]) == 2
+    assert f"--resume '{home}/sweep': this machine has no home directory" in capsys.readouterr().err
+    assert config_from_dict({"data": "~/photos"}).data == "~/photos"  # an existing home: kept as written
+
+
 def test_a_missing_recipe_lists_the_shipped_ones(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
