@@ -9,7 +9,6 @@ the registered model) and the checks only classification needs (conditional para
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -136,23 +135,7 @@ class SweepConfig(Recipe):
 
     def _check_space(self) -> None:
         _check("arch" in self.space, "space.arch", "the architectures to compare are required")
-        if misplaced := [k for k in self.space if k in SWEEP_LEVEL]:
-            raise ConfigError.of([f"space.{k}: set by the sweep; use the top-level key {k!r}" for k in misplaced])
-        sweep_set = {k: getattr(self, k) for k in SWEEP_LEVEL}
-        constants = self.trial_constants()
-        # Each value on its own; once all are valid, the fixed values together, then each searched value
-        # with them (a misfit among the fixed values would otherwise repeat once per searched value).
-        problems = _collect(
-            functools.partial(_trial_check, TrialConfig, key, {**sweep_set, key: v})
-            for key, dim in self.space.items()
-            for v in dim.values
-        )
-        if not problems and not (problems := _collect([functools.partial(_trial_check, TrialConfig, "", constants)])):
-            problems = _collect(
-                functools.partial(_trial_check, TrialConfig, key, {**constants, key: v})
-                for key, dim in self.space.items()
-                for v in (dim.values if dim.searched else ())
-            )
+        problems = _collect([super()._check_space])
         for child in self.unused_conditionals():
             when = CONDITIONAL[child]
             problems.append(

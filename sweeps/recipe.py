@@ -362,12 +362,25 @@ class Recipe:
         """The task's own settings (a ConfigError with every problem)."""
 
     def _check_space(self) -> None:
-        """Every value each axis can take makes a valid trial with the fixed ones."""
-        problems = _collect(
-            lambda key=key, v=v: _trial_check(self.trial_type, key, {**self.trial_constants(), key: v})
-            for key, dim in self.space.items()
-            for v in dim.candidates()
-        )
+        """Every value each axis can take makes a valid trial: each value on its own (with what the sweep
+        sets), then, once all are valid, the fixed values together, then each searched value with them. A
+        mistake is named once, at its own key, not again at every other axis checked beside it."""
+        if misplaced := [k for k in self.space if k in SWEEP_LEVEL]:
+            raise ConfigError.of([f"space.{k}: set by the sweep; use the top-level key {k!r}" for k in misplaced])
+
+        def trials(given: dict[str, Any], searched_only: bool = False) -> list[str]:
+            return _collect(
+                functools.partial(_trial_check, self.trial_type, key, {**given, key: v})
+                for key, dim in self.space.items()
+                for v in (dim.candidates() if dim.searched or not searched_only else ())
+            )
+
+        constants = self.trial_constants()
+        problems = trials({k: getattr(self, k) for k in SWEEP_LEVEL})
+        if not problems and not (
+            problems := _collect([functools.partial(_trial_check, self.trial_type, "", constants)])
+        ):
+            problems = trials(constants, searched_only=True)
         if problems:
             raise ConfigError.of(problems)
 

@@ -140,6 +140,37 @@ def test_a_path_in_a_home_this_machine_lacks_is_named_in_a_recipe_a_flag_and_res
     assert config_from_dict({"data": "~/photos"}).data == "~/photos"  # an existing home: kept as written
 
 
+@pytest.mark.parametrize(
+    "task, space, mistakes",
+    [
+        (
+            "classify",
+            {"arch": ["resnet18", "efficientnet_b0"], "label_smoothing": 1.5, "lr": [1e-3, 1e-2]},
+            {"space.label_smoothing": "label_smoothing: must be in [0, 1)"},
+        ),
+        (
+            "detect",
+            {"model": ["yolov8n", "yolov5n"], "imgsz": 100, "mosaic": 2, "augment": ["light", "medium"]},
+            {
+                "space.model": "'yolov5n' is not a YOLO model name",
+                "space.imgsz": "imgsz: a multiple of 32",
+                "space.mosaic": "mosaic: a probability or fraction in [0, 1], got 2.0",
+                "space.augment": "unknown augmentation strength 'medium'",
+            },
+        ),
+    ],
+)
+def test_a_trial_value_that_is_wrong_is_named_once_at_its_own_key_with_the_others_found(task, space, mistakes):
+    from sweeps.detect_config import config_from_dict as detection_config
+
+    read = {"classify": config_from_dict, "detect": detection_config}[task]
+    with pytest.raises(ConfigError) as e:
+        read({"space": space}, "r.yaml")
+    assert sorted(p.split(": ", 2)[1] for p in e.value.problems) == sorted(mistakes)  # one problem per key
+    for key, message in mistakes.items():
+        assert any(p.startswith(f"r.yaml: {key}: ") and message in p for p in e.value.problems), (key, e.value)
+
+
 def test_a_missing_recipe_lists_the_shipped_ones(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
