@@ -156,6 +156,8 @@ COMMAND = Command(
     flags=flags(),
     smoke_help="tiny version of the recipe: one trial per architecture, 2 epochs, 300 training images, "
     "the report's timings 0.2 s each",
+    set_examples="--set mixup=0.2 --set unfreeze_stages=[1,2] --set 'lr={uniform: [1e-4, 1e-3]}' "
+    "--set objectives=[val_acc,latency_ms]",
 )
 
 

@@ -45,9 +45,9 @@ def lr_range_flag(key: str, what: str) -> Flag:
 DATA, SPACE, SWEEP, WHERE = "data", "search space (each replaces the recipe's axis)", "sweep", "where things go"
 
 
-def common_flags(task: str, checkpoint: str) -> list[Flag]:
+def common_flags(task: str, checkpoint: str, set_examples: str) -> list[Flag]:
     """The flags every sweep script has. ``task``: the experiment prefix; ``checkpoint``: what a retried
-    trial continues from."""
+    trial continues from; ``set_examples``: --set's, in the task's own keys."""
     from sweeps.credentials import TRACKING_URI_HELP
     from sweeps.recipe import SEARCH_ALGORITHMS
 
@@ -112,8 +112,7 @@ def common_flags(task: str, checkpoint: str) -> list[Flag]:
             None,
             action="append",
             metavar="KEY=VALUE",
-            help="any recipe setting or space axis, the value in YAML: --set mixup=0.2 --set unfreeze_stages=[1,2] "
-            "--set 'lr={uniform: [1e-4, 1e-3]}' --set objectives=[val_acc,latency_ms] (repeatable)",
+            help=f"any recipe setting or space axis, the value in YAML: {set_examples} (repeatable)",
         ),
         _flag(
             "--experiment",
@@ -181,11 +180,12 @@ class Command:
     default_recipe: Path
     flags: list[Flag]
     smoke_help: str
+    set_examples: str  # --set's help, in the task's recipe keys
     checkpoint: str = "its last checkpoint"
     ready: Callable[[], str | None] = lambda: None  # before anything: an error message, or None
 
     def all_flags(self) -> list[Flag]:
-        return [*self.flags, *common_flags(self.task_name, self.checkpoint)]
+        return [*self.flags, *common_flags(self.task_name, self.checkpoint, self.set_examples)]
 
     @property
     def task_name(self) -> str:

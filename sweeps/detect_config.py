@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, StrictInt
+from pydantic import AfterValidator, StrictBool, StrictInt
 
 from sweeps.recipe import ConfigError, Dim, Recipe, UserPath
 from trainables import detection as D
@@ -39,6 +39,9 @@ class DetectSweepConfig(Recipe):
     """Images in the generated dataset's train split (val and test get a quarter each)."""
     data_cache: UserPath = "~/.cache/cvsweep/datasets"
     """Where each node writes the generated dataset (once; the same settings give the same files)."""
+    skip_bad_images: StrictBool = False
+    """Train without the image/label pairs of a data.yaml that Ultralytics would leave out (listed in the
+    sweep's run) instead of stopping."""
     num_samples: StrictInt | None = 12
     grace_period: StrictInt = 4
     max_epochs: StrictInt = 12
@@ -48,8 +51,9 @@ class DetectSweepConfig(Recipe):
         problems = []
         if self.shapes_train < 1:
             problems.append(f"shapes_train: must be >= 1, got {self.shapes_train}")
-        if self.data is not None and not Path(self.data).expanduser().is_file():
-            problems.append(f"data: {self.data}: no such file (expected a YOLO dataset's data.yaml)")
+        if self.data is not None and not Path(self.data).is_file():
+            what = "a folder" if Path(self.data).is_dir() else "no such file"
+            problems.append(f"data: {self.data}: {what} (expected a YOLO dataset's data.yaml)")
         if self.confirm.trials:  # the trials would run, but the detection table would not show their seeds
             problems.append("confirm: not supported for detection yet (its table has one seed per row); use null")
         if problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,28 @@ from trainables import contracts as C
 def prepare(cfg: DetectSweepConfig, log) -> Prepared:
     """The data (generated here once, on this node, or a user's data.yaml checked by Ultralytics),
     Ultralytics' pretrained weights made local files, and every model at every image size run once."""
-    data, summary, info = prepare_data(cfg, log)
+    data, summary, info, left_out = prepare_data(cfg, log)
     cfg = resolve_weights(cfg, log)
     check_models(cfg, summary["num_classes"])
     line = (
         f"data: {summary['data_source']}: {summary['num_classes']} classes, train/val/test = "
         f"{summary['train_size']}/{summary['val_size']}/{summary.get('test_size', 0)} images"
     )
-    return Prepared(data, summary["data_name"], summary, line, fingerprint(info), cfg=cfg)
+    if "train_boxes" in summary:
+        line += f", {summary['train_boxes']}/{summary['val_boxes']}/{summary.get('test_boxes', 0)} boxes"
+
+    def record() -> None:  # on the sweep's run: the pairs skip_bad_images left out
+        import mlflow
+
+        if left_out:
+            mlflow.log_text("".join(f"{m}\n" for m in left_out), C.SKIPPED_FILE)
+
+    return Prepared(data, summary["data_name"], summary, line, fingerprint(info), cfg=cfg, record=record)
 
 
-def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict]:
+def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[str]]:
     """(what the trials are given to find the data, a summary for the sweep's run, the dataset as
-    Ultralytics' check_det_dataset read it)."""
+    Ultralytics' check_det_dataset read it, the image/label pairs left out under skip_bad_images)."""
     from trainables.detection import load_ultralytics
     from trainables.shapes import CLASSES, ShapesSpec, generate
 
@@ -52,39 +62,99 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict]:
         }
         root = str(Path(cfg.data_cache).expanduser().resolve())
         info = check_det_dataset(str(data_yaml), autodownload=False)
-        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, info
+        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, info, []
     try:
         info = check_det_dataset(cfg.data, autodownload=False)
     except Exception as e:  # noqa: BLE001 - Ultralytics raises several kinds; the message names what is missing
         raise FileNotFoundError(f"--data {cfg.data}: not a usable YOLO dataset: {str(e).strip()[:600]}") from None
-    sizes = {split: len(images(info, split)) for split in ("train", "val", "test") if info.get(split)}
-    if not sizes.get("train") or not sizes.get("val"):
+    try:
+        files = {split: images(info, split) for split in ("train", "val", "test") if info.get(split)}
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--data {cfg.data}: {e}") from None
+    if not files.get("train") or not files.get("val"):
+        sizes = {split: len(f) for split, f in files.items()}
         raise FileNotFoundError(f"--data {cfg.data}: needs images in its train and val splits, found {sizes}")
-    if not sizes.get("test"):
+    if not files.get("test"):
         log(f"note: {cfg.data} has no test split: test metrics are left out of the runs and the table")
+    for a, b in itertools.combinations(files, 2):
+        if shared := set(map(Path.resolve, files[a])) & set(map(Path.resolve, files[b])):
+            log(
+                f"warning: {cfg.data}: the {a} and {b} splits share {len(shared)} image(s) (e.g. {min(shared)}): "
+                f"scores on them are optimistic; give each split its own images"
+            )
+    boxes, left_out = check_labels(cfg, info, files, log)
+    dropped = {split: sum(m.startswith(f"{split}: ") for m in left_out) for split in files}
     names = info["names"]
     summary = {
         "data_source": str(cfg.data),
-        "data_name": Path(cfg.data).stem,
+        # the experiment's name: a file named data.yaml (as exports name it) is called by its folder's name
+        "data_name": name if (name := Path(cfg.data).stem) != "data" else Path(cfg.data).parent.name,
         "num_classes": len(names),
         "classes": ",".join(str(n) for n in names.values())[:500],
-        **{f"{k}_size": v for k, v in sizes.items()},
+        **{f"{k}_size": len(v) - dropped[k] for k, v in files.items()},
+        **{f"{k}_boxes": v for k, v in boxes.items()},
+        **({"skipped_images": len(left_out)} if left_out else {}),
     }
-    return {"yaml": str(cfg.data)}, summary, info
+    # A relative ``path:`` in data.yaml is relative to where Ultralytics runs; each trial runs in a
+    # directory of its own, so trials get the dataset root as resolved here (trainables.detection.rooted).
+    return {"yaml": str(cfg.data), "path": str(Path(info["path"]).resolve())}, summary, info, left_out
 
 
 def images(info: dict, split: str) -> list[Path]:
-    """The image files of one split of a checked dataset (folders, or .txt lists of image paths)."""
+    """The image files of one split of a checked dataset, found as Ultralytics' dataset finds them
+    (``BaseDataset.get_img_files``): folders searched whole, and .txt lists, in which a path starting
+    with './' is relative to the list."""
     from ultralytics.data.utils import IMG_FORMATS
 
-    paths = info[split] if isinstance(info[split], list) else [info[split]]
     out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_file():
-            out += [Path(line.strip()) for line in p.read_text().splitlines() if line.strip()]
+    for p in map(Path, info[split] if isinstance(info[split], list) else [info[split]]):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*.*") if f.suffix.lower().lstrip(".") in IMG_FORMATS)
+        elif p.is_file():
+            listed = p.read_text(encoding="utf-8-sig").splitlines()
+            listed = [str(p.parent / x[2:]) if x.startswith("./") else x for x in map(str.strip, listed)]
+            out += [Path(x) for x in listed if x.rpartition(".")[-1].lower() in IMG_FORMATS]
         else:
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower().lstrip(".") in IMG_FORMATS)
+            raise FileNotFoundError(f"its {split} split, {p}, does not exist")
     return out
+
+
+def check_labels(cfg: DetectSweepConfig, info: dict, files: dict[str, list[Path]], log) -> tuple[dict, list[str]]:
+    """Every image and its label file read as Ultralytics' trainer will read them (``verify_image_label``,
+    on threads as its label cache does), here, before Ray starts: (boxes per split, '<split>: <why>' for
+    each pair left out). A pair it would drop (an image it cannot read, a class id beyond the names,
+    coordinates not in [0, 1], a line of the wrong width) stops the sweep, naming the files, unless
+    ``skip_bad_images``; a train or val split without a single box does too (every trial's mAP would be 0)."""
+    from multiprocessing.pool import ThreadPool
+
+    from ultralytics.data.utils import img2label_paths, verify_image_label
+    from ultralytics.utils import NUM_THREADS
+
+    if (n := sum(map(len, files.values()))) >= 1000:
+        log(f"data: reading {n} images and their labels as Ultralytics' trainer will")
+    boxes, bad = {}, []
+    for split, found in files.items():
+        paths = [str(f) for f in found]
+        labels = img2label_paths(paths)
+        checks = [(f, lb, "", False, len(info["names"]), 0, 0, False) for f, lb in zip(paths, labels, strict=True)]
+        with ThreadPool(NUM_THREADS) as pool:
+            read = pool.map(verify_image_label, checks)  # [im_file, boxes, ..., message]; im_file None: dropped
+        boxes[split] = sum(len(r[1]) for r in read if r[0] is not None)
+        bad += [f"{split}: {r[-1].strip()}" for r in read if r[0] is None]
+    if bad and not cfg.skip_bad_images:
+        listed = "".join(f"\n  {m}" for m in bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(
+            f"--data {cfg.data}: {len(bad)} image/label pair(s) that Ultralytics would leave out:{listed}\n"
+            "Fix them, or set skip_bad_images: true (--set skip_bad_images=true) to train without them."
+        )
+    if bad:
+        log(f"skip_bad_images: {len(bad)} image/label pair(s) left out, listed in the run's {C.SKIPPED_FILE}")
+    if empty := [split for split in ("train", "val") if not boxes[split]]:
+        raise ValueError(
+            f"--data {cfg.data}: no labelled box in its {' or '.join(empty)} split "
+            f"({sum(len(files[s]) for s in empty)} images): every trial's mAP would be 0"
+        )
+    return boxes, bad
 
 
 def fingerprint(info: dict) -> str:
@@ -98,7 +168,8 @@ def fingerprint(info: dict) -> str:
             continue
         files = images(info, split)
         for image, label in zip(files, img2label_paths([str(f) for f in files]), strict=True):
-            h.update(f"{split}\0{image.name}\0{image.stat().st_size}\0".encode())
+            size = image.stat().st_size if image.is_file() else -1  # a listed file that is missing (skip_bad_images)
+            h.update(f"{split}\0{image.name}\0{size}\0".encode())
             h.update(Path(label).read_bytes() if Path(label).is_file() else b"-")
     return h.hexdigest()[:16]
 

@@ -222,6 +222,20 @@ class EpochReport:
     info: dict[str, Any]
 
 
+def rooted(data_yaml: str, root: str, trial_dir: Path) -> str:
+    """``data_yaml``, or where its ``path`` (the dataset root) is relative, a copy of it in ``trial_dir``
+    with ``root`` there instead: the root the driver resolved. Ultralytics reads a relative root from the
+    directory it runs in, and each trial runs in one of its own."""
+    import yaml
+
+    given = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
+    if not given.get("path") or Path(given["path"]).is_absolute():
+        return data_yaml
+    copy = Path(trial_dir) / f"dataset-{Path(data_yaml).name}"
+    copy.write_text(yaml.safe_dump({**given, "path": root}, sort_keys=False), encoding="utf-8")
+    return str(copy)
+
+
 def _ours(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {
         f"{prefix}_{ours}": float(metrics[theirs]) for theirs, ours in _ULTRALYTICS_KEYS.items() if theirs in metrics

@@ -98,9 +98,9 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
 def train_detector(config: dict, data: dict) -> None:
     """One detection trial (Ultralytics YOLO, ``trainables.detection``): each epoch's metrics and its
     last/best weights reported to Tune; a retried or resumed trial continues from them. ``data``:
-    {"yaml": a data.yaml every node can read} or {"shapes": ShapesSpec fields, "root": directory}, the
-    generated dataset, made on the trial's node if that node has no copy yet."""
-    from trainables.detection import DetectTrialConfig, EpochReport, fit_detector
+    {"yaml": a data.yaml every node can read, "path": its dataset root} or {"shapes": ShapesSpec fields,
+    "root": directory}, the generated dataset, made on the trial's node if that node has no copy yet."""
+    from trainables.detection import DetectTrialConfig, EpochReport, fit_detector, rooted
     from trainables.shapes import ShapesSpec, generate
 
     cfg = DetectTrialConfig.from_dict(config)
@@ -113,7 +113,11 @@ def train_detector(config: dict, data: dict) -> None:
         )
     device = "0" if gpus > 0 else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
     threads = max(1, int(resources.get("CPU", 1)))
-    data_yaml = data.get("yaml") or generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    if "yaml" in data:
+        data_yaml = rooted(data["yaml"], data["path"], trial_dir)
+    else:
+        data_yaml = generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
 
     checkpoint = tune.get_checkpoint()
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if checkpoint is None else 0
@@ -135,7 +139,7 @@ def train_detector(config: dict, data: dict) -> None:
         if fail_in and r.metrics["epoch"] == fail_in - 1:  # the tests' fault: epoch fail_in never finishes
             raise RuntimeError(f"{FAIL_IN_EPOCH_ENV}: failure injected at the start of epoch {fail_in}")
 
-    workdir = Path(tune.get_context().get_trial_dir()) / "ultralytics"
+    workdir = trial_dir / "ultralytics"
     with meter:
         if checkpoint is None:
             fit_detector(cfg, data_yaml, workdir, device, report, threads=threads)

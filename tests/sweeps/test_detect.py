@@ -189,10 +189,115 @@ def test_a_users_data_yaml_is_read_with_its_splits(tmp_path):
     text = (root / "data.yaml").read_text().replace("test: images/test\n", "")
     (root / "mine.yaml").write_text(text)
     cfg = config_from_dict({"data": str(root / "mine.yaml")})
-    data, summary, _ = prepare_data(cfg, print)
-    assert data == {"yaml": str(root / "mine.yaml")}
+    data, summary, _, left_out = prepare_data(cfg, print)
+    assert data == {"yaml": str(root / "mine.yaml"), "path": str(root)} and left_out == []
     assert (summary["train_size"], summary["val_size"], summary["num_classes"]) == (12, 5, 3)
+    assert summary["train_boxes"] >= 12 and summary["val_boxes"] >= 5  # the generator puts 1 to 4 shapes in each
     assert "test_size" not in summary
+
+
+def users_dataset(tmp_path: Path, **changes: str) -> Path:
+    """A generated shapes dataset's data.yaml, with ``changes`` (key: YAML text) written over its keys."""
+    root = generate(tmp_path / "gen", ShapesSpec(train=8, val=4, test=4), progress=lambda _: None).parent
+    lines = [line for line in (root / "data.yaml").read_text().splitlines() if line.split(":")[0] not in changes]
+    (root / "mine.yaml").write_text("\n".join([*lines, *(f"{k}: {v}" for k, v in changes.items())]) + "\n")
+    return root / "mine.yaml"
+
+
+def test_a_users_split_that_does_not_exist_is_named_before_ray_starts_not_taken_for_no_test_split(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+    from sweeps.recipe import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"data: {tmp_path}: a folder \(expected a YOLO dataset's data.yaml\)"):
+        config_from_dict({"data": str(tmp_path)})
+    for changes in ({"test": "images/tset"}, {"train": "[images/train, images/more]"}):
+        data = users_dataset(tmp_path, **changes)
+        with pytest.raises(
+            FileNotFoundError, match=r"--data .*mine.yaml: its (test|train) split, .*(tset|more), does not"
+        ):
+            prepare_data(config_from_dict({"data": str(data)}), print)
+
+
+def test_splits_that_share_images_are_warned_of_and_a_data_yaml_is_named_by_its_folder(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+
+    data = users_dataset(tmp_path, test="images/val")
+    data = data.rename(data.parent / "data.yaml")  # as Roboflow's exports, and most others, name it
+    said = []
+    _, summary, _, _ = prepare_data(config_from_dict({"data": str(data)}), said.append)
+    assert [s for s in said if "share" in s] == [
+        f"warning: {data}: the val and test splits share 4 image(s) (e.g. {data.parent / 'images/val/000000.png'}): "
+        "scores on them are optimistic; give each split its own images"
+    ]
+    assert summary["data_name"] == data.parent.name  # not 'data', whichever dataset it is
+
+
+def test_a_users_image_list_reads_dot_slash_paths_from_the_lists_folder_as_ultralytics_does(tmp_path, monkeypatch):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+
+    data = users_dataset(tmp_path, val="val.txt")
+    (data.parent / "val.txt").write_text(
+        "".join(f"./images/val/{f.name}\n" for f in (data.parent / "images/val").iterdir())
+    )
+    monkeypatch.chdir(tmp_path)  # not the dataset's folder: './' is the list's, not the shell's
+    _, summary, _, _ = prepare_data(config_from_dict({"data": str(data)}), print)
+    assert summary["val_size"] == 4
+
+
+def test_image_label_pairs_ultralytics_would_drop_stop_the_sweep_naming_them_or_are_left_out_and_listed(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+
+    data = users_dataset(tmp_path)
+    labels = sorted((data.parent / "labels/train").iterdir())
+    labels[0].write_text("7 0.5 0.5 0.2 0.2\n")  # a class beyond the 3 names
+    labels[1].write_text("0 50 60 20 20\n")  # pixels, not fractions of the image
+    (data.parent / "images/train" / "000002.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError) as e:
+        prepare_data(config_from_dict({"data": str(data)}), print)
+    message = str(e.value)
+    assert "3 image/label pair(s) that Ultralytics would leave out" in message and "skip_bad_images: true" in message
+    assert "000000" in message and "exceeds dataset class count 3" in message
+    assert "000001" in message and "000002.png" in message
+    said = []
+    _, summary, _, left_out = prepare_data(config_from_dict({"data": str(data), "skip_bad_images": True}), said.append)
+    assert (summary["train_size"], summary["skipped_images"], len(left_out)) == (5, 3, 3)
+    assert all(m.startswith("train: ") for m in left_out) and any("3 image/label pair(s) left out" in s for s in said)
+
+
+def test_a_val_split_without_a_single_box_is_refused_before_every_trial_scores_zero(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+
+    data = users_dataset(tmp_path)
+    for label in (data.parent / "labels/val").iterdir():
+        label.write_text("")  # background images only
+    with pytest.raises(
+        ValueError, match=r"no labelled box in its val split \(4 images\): every trial's mAP would be 0"
+    ):
+        prepare_data(config_from_dict({"data": str(data)}), print)
+
+
+def test_a_relative_dataset_root_is_the_drivers_in_every_trial(tmp_path, monkeypatch):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+    from trainables.detection import load_ultralytics, rooted
+
+    data = users_dataset(tmp_path, path="gen/" + users_dataset(tmp_path).parent.name)
+    monkeypatch.chdir(tmp_path)  # the user runs from here: 'path' is relative to it
+    given, summary, _, _ = prepare_data(config_from_dict({"data": str(data)}), print)
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    monkeypatch.chdir(trial_dir)  # a trial runs in a directory of its own
+    load_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+
+    seen = check_det_dataset(rooted(given["yaml"], given["path"], trial_dir), autodownload=False)
+    assert Path(seen["train"]) == data.parent / "images/train" and summary["train_size"] == 8
+    assert rooted(str(data.parent / "data.yaml"), given["path"], trial_dir) == str(data.parent / "data.yaml")
 
 
 def test_without_ultralytics_classification_imports_and_detection_says_how_to_get_it():

@@ -114,3 +114,16 @@ def test_every_flag_overrides_a_key_the_tasks_recipe_has(command):
     flags = [f for f in command.all_flags() if f.where is not None]
     assert len(flags) >= 12
     assert [f.name for f in flags if f.key not in keys[f.where]] == []
+
+
+@pytest.mark.parametrize("command", [classify.COMMAND, detect.COMMAND], ids=["classify", "detect"])
+def test_the_set_examples_in_each_scripts_help_are_taken_by_its_own_recipe(command):
+    import shlex
+
+    from sweeps.cli import config_from_args, parse_args
+
+    examples = shlex.split(command.set_examples)
+    assert examples.count("--set") >= 3
+    cfg = config_from_args(command, parse_args(command, examples))  # raises naming any example it refuses
+    for key in (item.split("=", 1)[0] for item in examples[1::2]):
+        assert key in cfg.space or key in cfg.settings(), key
