@@ -120,27 +120,20 @@ def images(info: dict, split: str) -> list[Path]:
 
 
 def check_labels(cfg: DetectSweepConfig, info: dict, files: dict[str, list[Path]], log) -> tuple[dict, list[str]]:
-    """Every image and its label file read as Ultralytics' trainer will read them (``verify_image_label``,
-    on threads as its label cache does), here, before Ray starts: (boxes per split, '<split>: <why>' for
-    each pair left out). A pair it would drop (an image it cannot read, a class id beyond the names,
-    coordinates not in [0, 1], a line of the wrong width) stops the sweep, naming the files, unless
-    ``skip_bad_images``; a train or val split without a single box does too (every trial's mAP would be 0)."""
-    from multiprocessing.pool import ThreadPool
+    """Every image and its label file read as Ultralytics' trainer will read them (``read_as_trainer``),
+    here, before Ray starts: (boxes per split, '<split>: <why>' for each pair left out). A pair it would
+    drop (an image it cannot read, a class id beyond the names, coordinates not in [0, 1], a line of the
+    wrong width) stops the sweep, naming the files, unless ``skip_bad_images``; a train or val split
+    without a single box does too (every trial's mAP would be 0)."""
+    from trainables.ultralytics_compat import read_as_trainer
 
-    from ultralytics.data.utils import img2label_paths, verify_image_label
-    from ultralytics.utils import NUM_THREADS
-
-    if (n := sum(map(len, files.values()))) >= 1000:
-        log(f"data: reading {n} images and their labels as Ultralytics' trainer will")
+    if (total := sum(map(len, files.values()))) >= 1000:
+        log(f"data: reading {total} images and their labels as Ultralytics' trainer will")
     boxes, bad = {}, []
     for split, found in files.items():
-        paths = [str(f) for f in found]
-        labels = img2label_paths(paths)
-        checks = [(f, lb, "", False, len(info["names"]), 0, 0, False) for f, lb in zip(paths, labels, strict=True)]
-        with ThreadPool(NUM_THREADS) as pool:
-            read = pool.map(verify_image_label, checks)  # [im_file, boxes, ..., message]; im_file None: dropped
-        boxes[split] = sum(len(r[1]) for r in read if r[0] is not None)
-        bad += [f"{split}: {r[-1].strip()}" for r in read if r[0] is None]
+        read = read_as_trainer([str(f) for f in found], len(info["names"]))
+        boxes[split] = sum(n for n, _ in read if n is not None)
+        bad += [f"{split}: {why}" for n, why in read if n is None]
     if bad and not cfg.skip_bad_images:
         listed = "".join(f"\n  {m}" for m in bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise ValueError(

@@ -252,6 +252,25 @@ def test_ultralytics_internals_are_where_ultralytics_compat_patches_them(name):
 
 
 @needs_ultralytics
+def test_read_as_trainer_reads_image_and_label_files_as_ultralytics_detection_dataset_does(tmp_path):
+    from trainables.shapes import ShapesSpec, generate
+
+    ultralytics_compat.load_ultralytics()
+    from ultralytics.data.dataset import YOLODataset
+
+    root = generate(tmp_path, ShapesSpec(train=3, val=1, test=1), progress=lambda _: None).parent
+    images = sorted(str(f) for f in (root / "images/train").iterdir())
+    Path(images[1].replace("images", "labels").replace(".png", ".txt")).write_text("3 0.5 0.5 0.2 0.2\n")
+    read = ultralytics_compat.read_as_trainer(images, num_classes=3)
+    dataset = YOLODataset(img_path=str(root / "images/train"), data={"names": {0: "a", 1: "b", 2: "c"}}, task="detect")
+    kept = {Path(label["im_file"]).name: len(label["bboxes"]) for label in dataset.labels}  # the trainer's reading
+    assert {Path(i).name: n for i, (n, _) in zip(images, read, strict=True) if n is not None} == kept, moved(
+        "ultralytics", "verify_image_label's arguments", ultralytics_compat, "read differently"
+    )
+    assert read[1][0] is None and "Label class 3 exceeds dataset class count 3" in read[1][1]
+
+
+@needs_ultralytics
 @pytest.mark.parametrize("key", list(ultralytics_compat.OFFLINE_ENV))
 def test_ultralytics_still_reads_the_switches_ultralytics_compat_sets(key):
     ultralytics_compat.load_ultralytics()

@@ -6,6 +6,8 @@ MLflow run (the sweep's) and touches no network:
 - ``load_ultralytics``: its import, minus what that import does to the rest of the process
   (``OMP_NUM_THREADS=1``, a wrapped ``PIL.Image.open``);
 - ``keep_ultralytics_offline``: ``check_font``, which downloads Arial, replaced where it is looked up;
+- ``read_as_trainer``: image and label files read by ``verify_image_label`` with the arguments its
+  detection dataset passes it, so that the driver finds before Ray starts what a trainer would drop;
 - ``quiet_trainer_class``: its ``DetectionTrainer`` without the integration callbacks (its MLflow,
   Ray Tune, W&B..., analytics and platform sync) and with a local AMP check instead of ``check_amp``,
   which downloads a model, patched for the length of the private ``BaseTrainer._setup_train``.
@@ -69,6 +71,23 @@ def keep_ultralytics_offline() -> None:
 
     for name in FONT_LOOKUPS:
         importlib.import_module(name).check_font = local_font
+
+
+def read_as_trainer(images: list[str], num_classes: int) -> list[tuple[int | None, str]]:
+    """Each image with its label file, read as Ultralytics' detection dataset reads them to build its label
+    cache (``YOLODataset.cache_labels``: ``verify_image_label`` on its threads, given that method's tuple
+    of arguments, no keypoints, every class its own): per image (its boxes, '') or (None, why a trainer
+    leaves it out)."""
+    from multiprocessing.pool import ThreadPool
+
+    from ultralytics.data.utils import img2label_paths, verify_image_label
+    from ultralytics.utils import NUM_THREADS
+
+    labels = img2label_paths(images)
+    args = [(image, label, "", False, num_classes, 0, 0, False) for image, label in zip(images, labels, strict=True)]
+    with ThreadPool(NUM_THREADS) as pool:
+        read = pool.map(verify_image_label, args)  # [image or None, boxes, shape, ..., message]
+    return [(len(r[1]), "") if r[0] is not None else (None, r[-1].strip()) for r in read]
 
 
 def _integration(fn: Callable) -> bool:
