@@ -149,6 +149,8 @@ class SweepConfig(Recipe):
         """Once the training split's size is known (after ``train_limit``): every batch size the space can
         give fits in it (as large is one full step). A larger batch is one step an epoch, or none under
         MixUp/CutMix, where the training DataLoader drops an incomplete batch (trainables.engine.make_loaders)."""
+        if not any(self.active("batch_size", {"arch": arch}) for arch in self.archs):
+            return  # baselines only: none trains in batches
         dim = self.dim("batch_size")
         key = "space.batch_size" if "batch_size" in self.space else f"batch_size (the default, {dim.values[0]})"
         if dim.kind in RANGE_KINDS:

@@ -561,6 +561,10 @@ class Recipe:
                     f"got {raw!r}"
                 )
             kind, bounds = next(iter(raw.items()))
+            kinds = set(typing.get_args(hint := _trial_hints(cls.trial_type)[key])) or {hint}
+            if (kind == "randint") != (float not in kinds and int in kinds):  # a range of the field's own kind
+                allowed = "{randint: [low, high]}" if int in kinds else "{uniform|loguniform: [low, high]}"
+                raise ConfigError(f"space.{key}.{kind}: {key} takes {_expected(hint, cls)}; a range of it is {allowed}")
             if not (isinstance(bounds, list) and len(bounds) == 2):
                 raise ConfigError(f"space.{key}.{kind}: expected [low, high], got {bounds!r}")
             lo, hi = (cls._coerce(key, b) for b in bounds)

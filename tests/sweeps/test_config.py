@@ -61,6 +61,11 @@ BASE = "space:\n  arch: resnet18\n"
         (BASE + "  lr: {loguniform: [1.0e-2, 1.0e-3]}\n", r"space\.lr\.loguniform: need low < high"),
         (BASE + "  augment: []\n", r"space\.augment: the list of choices is empty"),
         (
+            BASE + "  img_size: {uniform: [96, 160]}\n",
+            r"space\.img_size\.uniform: img_size takes an integer or null; a ",
+        ),
+        (BASE + "  lr: {randint: [1, 3]}\n", r"space\.lr\.randint: lr takes a number; a range of it is \{uniform\|"),
+        (
             BASE + "  freeze: [full, partail]\n",
             r"space\.freeze: freeze: unknown freeze strategy 'partail'\. "
             r"Did you mean 'partial'",
@@ -486,6 +491,13 @@ def test_a_batch_larger_than_the_training_split_is_refused_naming_value_and_size
 def test_a_batch_as_large_as_the_training_split_is_one_full_step_and_fine(tmp_path):
     batch_config(tmp_path, "  batch_size: [32, 300]\n  mixup: 0.2\n").check_batch_size(300)
     batch_config(tmp_path, "  batch_size: {randint: [16, 300]}\n").check_batch_size(300)
+
+
+def test_a_sweep_of_baselines_only_has_no_batch_to_fit_in_a_small_training_split():
+    cfg = config_from_dict({"space": {"arch": ["hog_svm", "clip_probe"]}})
+    cfg.check_batch_size(27)  # neither trains in batches (batch_size is refused in such a space)
+    with pytest.raises(ConfigError, match="64 is more than the 27 images"):
+        config_from_dict({"space": {"arch": ["hog_svm", "resnet18"]}}).check_batch_size(27)
 
 
 def test_a_batch_larger_than_the_smoke_tests_split_is_among_the_problems_found_before_ray(tmp_path):
