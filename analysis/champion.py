@@ -22,7 +22,7 @@ from PIL import Image
 from sweeps.credentials import TRACKING_URI_HELP, shown
 from trainables.augment import eval_transform
 from trainables.contracts import BEST_MODEL_ARTIFACT, CHAMPION_TAG, SWEEP_TAG, load_best_model
-from trainables.data import MAX_LISTED, check_image, to_rgb
+from trainables.data import IMAGE_EXTENSIONS, MAX_LISTED, check_image, hidden_entry, to_rgb
 from trainables.models import load_model
 
 _CHAMPION = re.compile(r"^(?P<name>.+)@(?P<alias>[\w-]+) \(version (?P<version>\d+)\)$")
@@ -37,6 +37,11 @@ class Classifier:
     preprocessing: dict[str, Any]  # trainables.augment.eval_config of the trained model
     run_id: str  # the trial's MLflow run
     found_as: str  # what --model named, resolved: 'classify-digits version 3 (champion of sweep-...)'
+
+    @property
+    def named(self) -> str:
+        """What --model named and the trial's run, each once: 'digits version 3 (...), run 3f2a...'."""
+        return self.found_as if self.found_as == f"run {self.run_id}" else f"{self.found_as}, run {self.run_id}"
 
     @property
     def input_size(self) -> int:
@@ -135,21 +140,27 @@ def load_classifier(model: str | None = None, client: mlflow.MlflowClient | None
     return Classifier(net, ckpt["arch"], list(ckpt["classes"]), ckpt["preprocessing"], run_id, found)
 
 
-def find_images(paths: list[str]) -> list[tuple[str, Path]]:
+def find_images(paths: list[str], warn=print) -> list[tuple[str, Path]]:
     """(name to print, file) of every image given: files as they are, directories searched recursively
-    for the extensions torchvision's ImageFolder reads, in sorted order. With one directory, names are
-    relative to it; with several inputs, each name starts with the path it was given as."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
+    for the extensions a sweep reads (``trainables.data.IMAGE_EXTENSIONS``), in sorted order, leaving out
+    hidden and system entries as a sweep does (``._photo.jpg``, ``__MACOSX/``; said through ``warn``).
+    With one directory, names are relative to it; with several inputs, each name starts with the path it
+    was given as."""
     found: list[tuple[str, Path]] = []
     for given in paths:
         p = Path(given).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
+            files, hidden = [], []
+            for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS):
+                what = next(filter(None, map(hidden_entry, f.relative_to(p).parts)), None)
+                (hidden if what else files).append((f, what))
+            if hidden:
+                f, what = hidden[0]
+                warn(f"{given}: left out {len(hidden)} hidden or system file(s), e.g. {f.relative_to(p)} ({what})")
             if not files:
-                raise FileNotFoundError(f"{given}: no image files in it ({', '.join(IMG_EXTENSIONS)})")
+                raise FileNotFoundError(f"{given}: no image files in it ({', '.join(IMAGE_EXTENSIONS)})")
             prefix = Path() if len(paths) == 1 else Path(given)
-            found += [(str(prefix / f.relative_to(p)), f) for f in files]
+            found += [(str(prefix / f.relative_to(p)), f) for f, _ in files]
         elif p.is_file():
             found.append((given, p))
         else:

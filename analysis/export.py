@@ -173,7 +173,8 @@ def parity_images(clf: Classifier, extra: list[str] | None, client: mlflow.Mlflo
     if samples:
         images += [(f"{SAMPLES_DIR}/{s.file}", s.image) for s in samples]
     if extra:
-        images += [(name, open_rgb(path)) for name, path in check_images(find_images(extra), skip_bad, warn=_note)]
+        files = check_images(find_images(extra, warn=_note), skip_bad, warn=_note)
+        images += [(name, open_rgb(path)) for name, path in files]
     if not images:
         raise LookupError(
             f"run {clf.run_id}: its sweep has no sample images (an earlier version of cvsweep): give "
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = args.out or Path("exports") / f"{clf.arch}-{clf.run_id[:8]}"
-    _note(f"model: {clf.found_as}, run {clf.run_id}: {clf.arch}, input {clf.input_size} px")
+    _note(f"model: {clf.named}: {clf.arch}, input {clf.input_size} px")
     try:
         results = export(clf, images, out, args.atol, args.rtol, args.dynamo, progress=_note)
     except ExportError as e:

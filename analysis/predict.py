@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         return _fail(f"--device {device}: torch {torch.__version__} sees no CUDA device")
     try:
-        files = check_images(find_images(args.images), args.skip_bad_images, warn=_note)
+        files = check_images(find_images(args.images, warn=_note), args.skip_bad_images, warn=_note)
         check_tracking_store(use_tracking_uri(args.tracking_uri)[0], reading=True)  # never made empty: only read
         clf = load_classifier(args.model)
     except (FileNotFoundError, ValueError, LookupError, MlflowException, TrackingUnavailable) as e:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k > len(clf.classes):
         _note(f"--top-k {args.top_k}: the model has {len(clf.classes)} classes; each line shows all of them")
     _note(
-        f"model: {clf.found_as}, run {clf.run_id}: {clf.arch}, {len(clf.classes)} classes, input "
+        f"model: {clf.named}: {clf.arch}, {len(clf.classes)} classes, input "
         f"{clf.input_size} px ({clf.preprocessing['interpolation']}, crop_pct {clf.preprocessing['crop_pct']})"
     )
     results = predict(clf, files, args.batch_size, device, args.top_k, progress=_note)

@@ -108,6 +108,24 @@ def check_models(cfg: SweepConfig, num_classes: int, log) -> None:
                         model.eval()(torch.zeros(1, 3, size, size))
                 except RuntimeError as e:
                     raise ValueError(f"space: {arch} cannot take img_size={size}: {str(e)[:200]}") from None
+        _say_if_partial_is_full(cfg, arch, model, log)
+
+
+def _say_if_partial_is_full(cfg: SweepConfig, arch: str, model, log) -> None:
+    """freeze=partial trains the head and the last ``unfreeze_stages`` groups below it: as many as the
+    model has or more train the whole model, as freeze=full does. Said, since the trial's run then shows
+    a partial fine-tune that is not one."""
+    from trainables.freeze import coarse_groups
+
+    if "partial" not in cfg.dim("freeze").candidates():
+        return
+    below = len(coarse_groups(model)) - 1  # the stem and the stages
+    if whole := [u for u in cfg.dim("unfreeze_stages").candidates() if u >= below]:
+        values = ", ".join(map(str, whole)) if len(whole) < 4 else f"{whole[0]} to {whole[-1]}"
+        log(
+            f"warning: {arch} has {below} parameter groups below its head (stem and stages): freeze=partial "
+            f"with unfreeze_stages={values} trains all of them, as freeze=full does"
+        )
 
 
 def record(splits, log) -> None:
@@ -157,9 +175,8 @@ def register_champion(cfg: SweepConfig, sweep: dict, report) -> list[str]:
             f"; its configuration over {top['seeds']} seeds: val acc {top['val_acc_mean']:.4f} ± "
             f"{top['val_acc_std']:.4f}, test acc {top['test_acc_mean']:.4f} ± {top['test_acc_std']:.4f}"
         )
-    champion = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
-    mlflow.set_tag(CHAMPION_TAG, champion)
-    uri = f"models:/{champion.split()[0]}"
+    champion, uri = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
+    mlflow.set_tag(CHAMPION_TAG, champion.split(", ")[0])  # 'NAME@champion (version N)' (analysis.champion)
     return [f"champion: {champion}, run {top['run_id']}; load it with mlflow.pytorch.load_model('{uri}')"]
 
 

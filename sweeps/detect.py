@@ -97,8 +97,8 @@ COMMAND = Command(
     task="sweeps.detection",
     default_recipe=DETECT_CONFIG,
     flags=flags(),
-    smoke_help="one 2-epoch trial per model, the report's timings 0.2 s each; the generated dataset with 48 "
-    "training images (a --data dataset is used whole)",
+    smoke_help="one 2-epoch trial per model on 48 training images (of the generated dataset, or drawn from "
+    "--data's), the report's timings 0.2 s each",
     set_examples="--set mosaic=0.5 --set 'lr0={loguniform: [1e-3, 1e-2]}' --set skip_bad_images=true",
     checkpoint="its last epoch",
     ready=ultralytics_ready,

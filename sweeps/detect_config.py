@@ -30,7 +30,7 @@ class DetectSweepConfig(Recipe):
     trial_noun: ClassVar[str] = "detection trial parameter"
     row_key: ClassVar[str] = "model"
     points_one_per: ClassVar[str] = POINTS_ONE_PER_MODEL
-    smoke_settings: ClassVar[dict[str, Any]] = {"shapes_train": 48}
+    smoke_settings: ClassVar[dict[str, Any]] = {"shapes_train": 48, "train_limit": 48}
     objectives: ClassVar[tuple[str, ...]] = (D.SEARCH_METRIC,)  # the search maximises it; ASHA compares it too
 
     data: Annotated[UserPath | None, AfterValidator(_absolute)] = None
@@ -39,6 +39,9 @@ class DetectSweepConfig(Recipe):
     """Images in the generated dataset's train split (val and test get a quarter each)."""
     data_cache: UserPath = "~/.cache/cvsweep/datasets"
     """Where each node writes the generated dataset (once; the same settings give the same files)."""
+    train_limit: StrictInt | None = None
+    """Train on at most this many images of a data.yaml's train split (drawn with the seed); None: all.
+    For smoke tests."""
     skip_bad_images: StrictBool = False
     """Train without the image/label pairs of a data.yaml that Ultralytics would leave out (listed in the
     sweep's run) instead of stopping."""
@@ -51,6 +54,8 @@ class DetectSweepConfig(Recipe):
         problems = []
         if self.shapes_train < 1:
             problems.append(f"shapes_train: must be >= 1, got {self.shapes_train}")
+        if self.train_limit is not None and self.train_limit < 1:
+            problems.append(f"train_limit: must be >= 1 or null, got {self.train_limit}")
         if self.data is not None and not Path(self.data).is_file():
             what = "a folder" if Path(self.data).is_dir() else "no such file"
             problems.append(f"data: {self.data}: {what} (expected a YOLO dataset's data.yaml)")

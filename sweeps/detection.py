@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import random
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from trainables import contracts as C
 def prepare(cfg: DetectSweepConfig, log) -> Prepared:
     """The data (generated here once, on this node, or a user's data.yaml checked by Ultralytics),
     Ultralytics' pretrained weights made local files, and every model at every image size run once."""
+    cfg = resolve_weights(cfg, log)  # first: a missing weights file is said before any data is made or read
     data, summary, info, left_out = prepare_data(cfg, log)
-    cfg = resolve_weights(cfg, log)
     check_models(cfg, summary["num_classes"])
     line = (
         f"data: {summary['data_source']}: {summary['num_classes']} classes, train/val/test = "
@@ -95,9 +96,16 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[st
         **{f"{k}_boxes": v for k, v in boxes.items()},
         **({"skipped_images": len(left_out)} if left_out else {}),
     }
-    # A relative ``path:`` in data.yaml is relative to where Ultralytics runs; each trial runs in a
-    # directory of its own, so trials get the dataset root as resolved here (trainables.detection.rooted).
-    return {"yaml": str(cfg.data), "path": str(Path(info["path"]).resolve())}, summary, info, left_out
+    # What a trial needs beyond the file (trainables.detection.trial_dataset): the dataset root as resolved
+    # here (a relative ``path:`` is relative to where Ultralytics runs), and under train_limit its images.
+    data = {"yaml": str(cfg.data), "path": str(Path(info["path"]).resolve())}
+    if cfg.train_limit is not None and cfg.train_limit < summary["train_size"]:
+        bad = {m.split(": ", 2)[1] for m in left_out if m.startswith("train: ")}
+        usable = [str(f) for f in files["train"] if str(f) not in bad]
+        data["train"] = sorted(random.Random(cfg.seed).sample(usable, cfg.train_limit))
+        log(f"data: train_limit: training on {cfg.train_limit} of the {summary['train_size']} training images")
+        summary["train_size"] = cfg.train_limit
+    return data, summary, info, left_out
 
 
 def images(info: dict, split: str) -> list[Path]:
@@ -246,9 +254,20 @@ def report(cfg: DetectSweepConfig, sweep: dict, out_dir: Path, log):
 def best_weights(cfg: DetectSweepConfig, sweep: dict, report) -> list[str]:
     if report.table.empty:
         return []
+    from analysis.detect_report import SELECT
+
     run = report.table.iloc[0]["run_id"]
     weights = f"runs:/{run}/{C.WEIGHTS_DIR}/{C.DETECT_WEIGHTS_FILE}"
-    return [f"best: {report.table.iloc[0]['model']} (run {run}); its weights: {weights}"]
+    said = [f"best: {report.table.iloc[0]['model']} (run {run}); its weights: {weights}"]
+    top = report.table[SELECT].max()
+    if not top > 0:  # (NaN included) a tie of models that learned nothing: the first row is no winner
+        said.append(
+            f"warning: no model reached a validation mAP50-95 above 0 ({len(report.table)} rows): none is better "
+            "than another. Train longer (max_epochs), on more images, or from pretrained weights."
+        )
+    elif (tied := int((report.table[SELECT] == top).sum())) > 1:
+        said.append(f"warning: {tied} rows tie at the best validation mAP50-95 ({top:.4f}): the first is shown")
+    return said
 
 
 def tags() -> dict[str, str]:

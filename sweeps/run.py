@@ -519,6 +519,8 @@ def finish(task: Task, cfg: Recipe, tuner: tune.Tuner, sweep: dict, exp_dir: Pat
     if results is None:
         return stopped
     errors = [r for r in results if r.error]
+    if results and len(errors) == len(results):
+        return none_finished(errors, sweep, exp_dir)
     out_dir = Path(cfg.output_dir) / sweep["experiment"] / sweep["sweep_name"]
     report = task.report(cfg, sweep, out_dir, log)
     concluded = task.conclude(cfg, sweep, report)
@@ -532,6 +534,18 @@ def finish(task: Task, cfg: Recipe, tuner: tune.Tuner, sweep: dict, exp_dir: Pat
     log(f"trial checkpoints: {exp_dir}")
     log(f"browse the runs: {ui_hint(mlflow.get_tracking_uri(), sweep['experiment_id'], sweep['parent_run_id'])}")
     return 1 if errors else 0
+
+
+def none_finished(errors: list, sweep: dict, exp_dir: Path) -> int:
+    """Every trial failed: nothing to compare or register. The sweep's run ends FAILED (tagged with the first
+    failure) and the sweep is not one to resume: its trials spent their retries (max_failures)."""
+    first = next((line for line in reversed(str(errors[0].error).splitlines()) if line.strip()), "unknown error")
+    mlflow.end_run(status="FAILED")
+    (exp_dir / SWEEP_FILE).write_text(json.dumps({**sweep, "finished": True}, indent=2))
+    return fail(
+        f"no trial finished: all {len(errors)} failed, so there is no report or champion. The first: "
+        f"{first.strip()}\n  each trial's error.txt (the whole traceback) is in its directory under {exp_dir}"
+    )
 
 
 def tracking_stop(what: str, exp_dir: Path, script: str = "classify.py") -> int:

@@ -407,7 +407,7 @@ def grouped_split(
     return _expand(groups, tr), _expand(groups, va), _expand(groups, te)
 
 
-def _hidden(name: str) -> str | None:
+def hidden_entry(name: str) -> str | None:
     """What a hidden or system entry is, or None for an ordinary name. AppleDouble files (``._photo.jpg``)
     are the macOS metadata that copying to a non-Mac disk or a zip leaves beside every file."""
     if name.startswith("._"):
@@ -458,7 +458,7 @@ class _FolderWalk:
 
     def skip(self, path: str, entry: os.DirEntry, real: str) -> str | None:
         """Why this entry is not used, before looking inside it; None: it may be."""
-        if what := _hidden(entry.name):
+        if what := hidden_entry(entry.name):
             if entry.is_dir() and not entry.is_symlink():
                 inside = sum(len(names) for _, _, names in os.walk(path))
                 return f"hidden or system folder ({what}; {inside} file(s) inside, none used)"
@@ -758,7 +758,8 @@ def load_image_folder(
     root = Path(root).expanduser().resolve()
     where = f"--data {root}"
     if not root.is_dir():
-        raise FileNotFoundError(f"{where}: no such directory (expected root/<class>/<image>).")
+        what = "a file, not a folder" if root.exists() else "no such directory"
+        raise FileNotFoundError(f"{where}: {what} (expected a folder of root/<class>/<image>).")
     files = scan_folder(root, where)
     paths, labels, classes = files.paths, files.labels, files.classes
     scan = scan_images(paths, labels, classes, where, progress, keep_mb=decode_cache_mb)

@@ -222,17 +222,26 @@ class EpochReport:
     info: dict[str, Any]
 
 
-def rooted(data_yaml: str, root: str, trial_dir: Path) -> str:
-    """``data_yaml``, or where its ``path`` (the dataset root) is relative, a copy of it in ``trial_dir``
-    with ``root`` there instead: the root the driver resolved. Ultralytics reads a relative root from the
-    directory it runs in, and each trial runs in one of its own."""
+def trial_dataset(data: dict[str, Any], trial_dir: Path) -> str:
+    """The data.yaml a trial trains on: the user's (``data["yaml"]``), or a copy in ``trial_dir`` where
+    its ``path`` (the dataset root) is relative, with ``data["path"]``, the root the driver resolved
+    (Ultralytics reads a relative root from the directory it runs in, and each trial runs in one of its
+    own), and where the sweep trains on some of the images only (``train_limit``), with ``data["train"]``,
+    those images' files, as the train split."""
     import yaml
 
-    given = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
-    if not given.get("path") or Path(given["path"]).is_absolute():
-        return data_yaml
-    copy = Path(trial_dir) / f"dataset-{Path(data_yaml).name}"
-    copy.write_text(yaml.safe_dump({**given, "path": root}, sort_keys=False), encoding="utf-8")
+    given = yaml.safe_load(Path(data["yaml"]).read_text(encoding="utf-8"))
+    changes = {}
+    if data.get("train"):
+        listed = Path(trial_dir) / "train_images.txt"
+        listed.write_text("".join(f"{f}\n" for f in data["train"]), encoding="utf-8")
+        changes["train"] = str(listed)
+    if changes or (given.get("path") and not Path(given["path"]).is_absolute()):
+        changes["path"] = data["path"]  # a copy without a root would be read from trial_dir
+    if not changes:
+        return data["yaml"]
+    copy = Path(trial_dir) / f"dataset-{Path(data['yaml']).name}"
+    copy.write_text(yaml.safe_dump({**given, **changes}, sort_keys=False), encoding="utf-8")
     return str(copy)
 
 

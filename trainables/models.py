@@ -65,9 +65,9 @@ def needs_img_size(arch: str) -> bool:
 def build_model(arch: str, num_classes: int, img_size: int | None, weights: str = "none") -> torch.nn.Module:
     """A timm model with a fresh ``num_classes`` head. ``weights``: 'none', 'imagenet' (timm's hub,
     cached under HF_HOME) or a local file, loaded by timm itself (safetensors, or torch.load with
-    weights_only=True; a classifier of another size is dropped). ViTs are built for ``img_size``, and
-    timm resamples pretrained position embeddings to it. A baseline's name gives it unfitted (its settings
-    and what it learned come with the state dict it loads)."""
+    weights_only=True) and holding the whole backbone; its classifier, if any, is dropped whatever its size.
+    ViTs are built for ``img_size``, and timm resamples pretrained position embeddings to it. A baseline's
+    name gives it unfitted (its settings and what it learned come with the state dict it loads)."""
     check_arch(arch)
     if is_baseline(arch):
         return build_baseline(arch, num_classes)
@@ -84,9 +84,15 @@ def build_model(arch: str, num_classes: int, img_size: int | None, weights: str 
                 "path on every node (shared storage), or be baked into the node image."
             )
         try:
-            model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-            _check_covers(model, path)
-            return model
+            from timm.models import load_state_dict
+
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):  # its names only; the seed's head stays
+                shape = timm.create_model(arch, **kwargs)
+            _check_covers(shape, load_state_dict(str(path)))
+            # timm drops the file's classifier where this model's class count differs from the one it takes
+            # the file to have, the hub weights' (1000): told 0, it drops it always, of whatever size.
+            overlay = {"file": str(path), "num_classes": 0}
+            return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
         except Exception as e:  # noqa: BLE001 - a wrong or unsafe file reaches the user with the file named
             raise ValueError(f"weights: {str(path)!r} does not load into {arch!r}: {type(e).__name__}: {e}") from e
     try:
@@ -123,22 +129,20 @@ def init_head(model: torch.nn.Module, std: float | None) -> None:
                     torch.nn.init.zeros_(m.bias)
 
 
-def _check_covers(model: torch.nn.Module, path: Path) -> None:
-    """The file must hold exactly the model's backbone. With a head of another size timm loads
+def _check_covers(model: torch.nn.Module, state: dict) -> None:
+    """The file's ``state`` must hold exactly the model's backbone. With a head of another size timm loads
     non-strictly (it drops the old classifier), so a file of another architecture would otherwise load
     nothing, or only the tensors whose names happen to match, and say nothing."""
-    from timm.models import load_state_dict
-
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
 
     def backbone(keys) -> set[str]:
         return {k for k in keys if not any(k.startswith(h + ".") for h in heads)}
 
-    want, have = backbone(model.state_dict()), backbone(load_state_dict(str(path)))
+    want, have = backbone(model.state_dict()), backbone(state)
     missing, extra = sorted(want - have), sorted(have - want)
     if missing or extra:
-        raise KeyError(
+        raise ValueError(
             f"the file does not match the model's backbone: {len(missing)} of its {len(want)} tensors missing "
             f"(e.g. {', '.join(missing[:3]) or '-'}), {len(extra)} unexpected (e.g. {', '.join(extra[:3]) or '-'})"
         )

@@ -62,7 +62,9 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray hides GPUs not given to us
 
-    workdir = Path(tune.get_context().get_trial_dir()) / "evidence"  # the trial's own directory on its node
+    # Scratch space on the trial's node, outside its trial directory: Tune syncs that directory to the driver
+    # while the trial runs, and a file this trial removes under it made "Saving experiment state failed".
+    workdir = Path(tempfile.mkdtemp(prefix="cvsweep-evidence-"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or a restored sweep: continue, don't restart
         with checkpoint_files(checkpoint) as d:
@@ -98,9 +100,10 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
 def train_detector(config: dict, data: dict) -> None:
     """One detection trial (Ultralytics YOLO, ``trainables.detection``): each epoch's metrics and its
     last/best weights reported to Tune; a retried or resumed trial continues from them. ``data``:
-    {"yaml": a data.yaml every node can read, "path": its dataset root} or {"shapes": ShapesSpec fields,
-    "root": directory}, the generated dataset, made on the trial's node if that node has no copy yet."""
-    from trainables.detection import DetectTrialConfig, EpochReport, fit_detector, rooted
+    {"yaml": a data.yaml every node can read, "path": its dataset root[, "train": the images to train on]}
+    (``trainables.detection.trial_dataset``) or {"shapes": ShapesSpec fields, "root": directory}, the
+    generated dataset, made on the trial's node if that node has no copy yet."""
+    from trainables.detection import DetectTrialConfig, EpochReport, fit_detector, trial_dataset
     from trainables.shapes import ShapesSpec, generate
 
     cfg = DetectTrialConfig.from_dict(config)
@@ -115,7 +118,7 @@ def train_detector(config: dict, data: dict) -> None:
     threads = max(1, int(resources.get("CPU", 1)))
     trial_dir = Path(tune.get_context().get_trial_dir())
     if "yaml" in data:
-        data_yaml = rooted(data["yaml"], data["path"], trial_dir)
+        data_yaml = trial_dataset(data, trial_dir)
     else:
         data_yaml = generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
 

@@ -36,6 +36,18 @@ def test_a_directory_is_searched_recursively_in_sorted_order_with_names_relative
         find_images([str(root / "empty")])
 
 
+def test_a_directory_gives_the_images_a_sweep_would_read_and_says_what_it_left_out(photos):
+    root, digits = photos
+    digits.test.load(7).save(root / "d7.gif")  # a sweep reads GIFs (their first frame); ImageFolder's list has none
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "d0.jpg").write_bytes(b"resource fork")
+    (root / "._d2.png").write_bytes(b"AppleDouble")
+    said = []
+    names = [name for name, _ in find_images([str(root)], warn=said.append)]
+    assert names == ["d0.jpg", "d2.png", "d4.png", "d7.gif", "more/d1.png", "more/d3.jpg", "more/d5.png"]
+    assert said == [f"{root}: left out 2 hidden or system file(s), e.g. ._d2.png (macOS AppleDouble metadata)"]
+
+
 def test_with_several_inputs_each_name_says_which_it_came_from(photos, tmp_path):
     root, digits = photos
     other = tmp_path / "other"
@@ -98,6 +110,12 @@ def test_the_default_model_is_the_champion_the_latest_sweep_registered(store):
     assert resolve_run("models:/digits@champion", store)[0] == store.get_model_version("digits", "1").run_id
     assert resolve_run(run_id, store)[0] == resolve_run(f"runs:/{run_id}/model", store)[0] == run_id
     assert parent.info.run_id != run_id
+
+
+def test_the_model_line_names_the_trials_run_once():
+    run = "0" * 32
+    named = [Classifier(None, "resnet18", [], {}, run, found).named for found in (f"run {run}", "digits version 2")]
+    assert named == [f"run {run}", f"digits version 2, run {run}"]
 
 
 def test_a_bad_model_reference_is_refused_with_what_is_allowed(store, photos, capsys):

@@ -144,6 +144,22 @@ def test_a_model_that_cannot_take_the_input_size_is_refused_before_ray_starts(tm
     assert not (tmp_path / "m.db").exists()
 
 
+def test_a_partial_fine_tune_that_would_train_the_whole_model_is_said_before_ray_starts():
+    from sweeps.classification import check_models
+    from sweeps.config import SweepConfig
+
+    space = {"arch": ["resnet18"], "freeze": ["partial", "full"], "unfreeze_stages": [1, 5, 99], "img_size": 32}
+    said = []
+    check_models(SweepConfig.from_dict({"space": space}), 10, said.append)
+    assert said == [
+        "warning: resnet18 has 5 parameter groups below its head (stem and stages): freeze=partial with "
+        "unfreeze_stages=5, 99 trains all of them, as freeze=full does"
+    ]
+    said.clear()
+    check_models(SweepConfig.from_dict({"space": {**space, "unfreeze_stages": [1, 4]}}), 10, said.append)
+    assert said == []
+
+
 def run_offline(tmp_path, *argv: str) -> subprocess.CompletedProcess:
     """The script offline with an empty Hugging Face cache, expected to refuse (exit 2)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "RAY_ADDRESS"))}

@@ -281,23 +281,33 @@ def test_a_val_split_without_a_single_box_is_refused_before_every_trial_scores_z
         prepare_data(config_from_dict({"data": str(data)}), print)
 
 
-def test_a_relative_dataset_root_is_the_drivers_in_every_trial(tmp_path, monkeypatch):
+def test_a_trial_trains_on_the_drivers_dataset_root_and_on_train_limit_images_only(tmp_path, monkeypatch):
     from sweeps.detect_config import config_from_dict
     from sweeps.detection import prepare_data
-    from trainables.detection import load_ultralytics, rooted
+    from trainables.detection import load_ultralytics, trial_dataset
 
     data = users_dataset(tmp_path, path="gen/" + users_dataset(tmp_path).parent.name)
     monkeypatch.chdir(tmp_path)  # the user runs from here: 'path' is relative to it
-    given, summary, _, _ = prepare_data(config_from_dict({"data": str(data)}), print)
+    said = []
+    given, summary, _, _ = prepare_data(config_from_dict({"data": str(data), "train_limit": 3}), said.append)
+    assert summary["train_size"] == 3 and "data: train_limit: training on 3 of the 8 training images" in said
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
     monkeypatch.chdir(trial_dir)  # a trial runs in a directory of its own
     load_ultralytics()
     from ultralytics.data.utils import check_det_dataset
 
-    seen = check_det_dataset(rooted(given["yaml"], given["path"], trial_dir), autodownload=False)
-    assert Path(seen["train"]) == data.parent / "images/train" and summary["train_size"] == 8
-    assert rooted(str(data.parent / "data.yaml"), given["path"], trial_dir) == str(data.parent / "data.yaml")
+    seen = check_det_dataset(trial_dataset(given, trial_dir), autodownload=False)
+    assert Path(seen["val"]) == data.parent / "images/val"
+    trained = Path(seen["train"]).read_text().split()
+    assert len(trained) == 3 and {Path(f).parent for f in trained} == {data.parent / "images/train"}
+    whole, _, _, _ = prepare_data(config_from_dict({"data": str(data.parent / "data.yaml")}), print)
+    assert trial_dataset(whole, trial_dir) == str(data.parent / "data.yaml")  # absolute root, every image: as given
+    rootless = data.parent / "rootless.yaml"  # no 'path:': Ultralytics takes the file's folder as the root
+    rootless.write_text("".join(line + "\n" for line in data.read_text().splitlines() if not line.startswith("path:")))
+    given, _, _, _ = prepare_data(config_from_dict({"data": str(rootless), "train_limit": 3}), print)
+    seen = check_det_dataset(trial_dataset(given, trial_dir), autodownload=False)
+    assert Path(seen["val"]) == data.parent / "images/val"
 
 
 def test_without_ultralytics_classification_imports_and_detection_says_how_to_get_it():
@@ -316,3 +326,29 @@ def test_without_ultralytics_classification_imports_and_detection_says_how_to_ge
         [sys.executable, str(REPO / "sweeps" / "detect.py")], capture_output=True, text=True, env=env, timeout=300
     )
     assert det.returncode == 2 and 'pip install -e ".[detect]"' in det.stderr
+
+
+def test_a_missing_weights_file_is_named_before_any_data_is_made(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare
+
+    cfg = config_from_dict({"space": {"weights": str(tmp_path / "nosuch.pt")}, "data_cache": str(tmp_path / "cache")})
+    with pytest.raises(FileNotFoundError, match=rf"weights: {tmp_path}/nosuch.pt does not exist"):
+        prepare(cfg, print)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_table_whose_models_all_scored_zero_names_no_winner_without_saying_so():
+    import types
+
+    import pandas as pd
+
+    from sweeps.detection import best_weights
+
+    def said(scores):
+        table = pd.DataFrame({"model": ["yolov8n", "yolo11n"], "best_val_mAP50_95": scores, "run_id": ["a", "b"]})
+        return best_weights(None, {}, types.SimpleNamespace(table=table))
+
+    assert said([0.4, 0.3]) == ["best: yolov8n (run a); its weights: runs:/a/weights/best.pt"]
+    assert "no model reached a validation mAP50-95 above 0 (2 rows)" in said([0.0, 0.0])[1]
+    assert said([0.3, 0.3])[1] == "warning: 2 rows tie at the best validation mAP50-95 (0.3000): the first is shown"

@@ -68,6 +68,8 @@ def train_tabular(config: dict, data) -> None:
     x_tr, x_val = x_tr.float(), x_val.float()
     hidden = [torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)]
     model = torch.nn.Sequential(*hidden) if cfg.model == "mlp" else torch.nn.Linear(4, 3)
+    if cfg.lr >= 100:
+        raise FloatingPointError(f"lr {cfg.lr:g}: the loss would diverge")  # a trial that fails, every time
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     for epoch in range(1, cfg.max_epochs + 1):
         loss = torch.nn.functional.cross_entropy(model(x_tr), y_tr)
@@ -153,6 +155,31 @@ def test_a_third_task_runs_through_the_same_lifecycle(tmp_path, ray_tmp, monkeyp
     assert f"a 'tabular' sweep, not a 'classify' one; resume it with python sweeps/tabular.py --resume {sweep_dir}" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.e2e
+def test_a_sweep_whose_every_trial_failed_says_so_and_ends_failed_without_report(
+    tmp_path, ray_tmp, monkeypatch, capsys
+):
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = {"search": "grid", "num_samples": None, "tracking_uri": uri, "address": "local", "max_failures": 0}
+    settings |= {"storage_path": str(tmp_path / "ray"), "output_dir": str(tmp_path / "reports")}
+    cfg = TabularRecipe.from_dict({**settings, "space": {"model": ["softmax", "mlp"], "lr": [100.0]}})
+    assert run_sweep(TABULAR, cfg, REPO) == 2
+
+    err = capsys.readouterr().err
+    (sweep_dir,) = (tmp_path / "ray").glob("tabular-*")
+    assert "no trial finished: all 2 failed, so there is no report or champion" in err
+    assert "FloatingPointError: lr 100: the loss would diverge" in err and f"under {sweep_dir}" in err
+    (parent,) = mlflow.MlflowClient(uri).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(uri).search_experiments() if e.name == "tabular-iris"],
+        "tags.task = 'tabular'",
+    )
+    assert parent.info.status == "FAILED" and parent.data.metrics["trials_failed"] == 2
+    assert not (tmp_path / "reports").exists()
+    assert json.loads((sweep_dir / SWEEP_FILE).read_text())["finished"]  # not offered for --resume
 
 
 def test_a_recipe_of_the_third_task_is_checked_like_any_other():

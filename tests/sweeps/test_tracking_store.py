@@ -126,3 +126,29 @@ def test_a_sqlite_store_in_a_read_only_directory_is_refused_at_once(tmp_path):
     assert f"cannot write in {ro} (Read-only file system; SQLite keeps the database and its journal there)" in (
         proc.stderr
     )
+
+
+def test_a_champion_registered_before_keeps_its_version_and_the_alias_a_later_sweep_moved(tmp_path):
+    """A finished sweep finished again (--resume) names the version it registered, not a new one, and does not
+    take the champion alias back from a later sweep."""
+    from sweeps.tracking import register_champion
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("digits")
+    runs = []
+    for _ in range(2):
+        with mlflow.start_run() as run:
+            mlflow.set_tag("model_id", mlflow.initialize_logged_model(name="model").model_id)
+        runs.append(run.info.run_id)
+    first, later = runs
+    assert register_champion("digits", first, "sweep 1") == ("digits@champion (version 1)", "models:/digits@champion")
+    assert register_champion("digits", later, "sweep 2") == ("digits@champion (version 2)", "models:/digits@champion")
+    assert register_champion("digits", first, "sweep 1 again") == (
+        "digits@champion (version 1), registered before; the alias stays at version 2",
+        "models:/digits/1",
+    )
+    assert register_champion("digits", later, "sweep 2 again")[0] == "digits@champion (version 2), registered before"
+    client = mlflow.MlflowClient()
+    assert len(client.search_model_versions("name = 'digits'")) == 2
+    assert client.get_model_version_by_alias("digits", "champion").run_id == later
+    assert client.get_model_version("digits", "1").description == "sweep 1"

@@ -60,6 +60,9 @@ def test_image_folder_loads_png_and_jpeg_through_the_same_path(image_folder):
 def test_image_folder_errors_name_the_path_and_the_problem(tmp_path, image_folder):
     with pytest.raises(FileNotFoundError, match="no such directory"):
         load_image_folder(tmp_path / "nope")
+    (tmp_path / "one.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"one.png: a file, not a folder \(expected a folder of root/<class>"):
+        load_image_folder(tmp_path / "one.png")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty"):
         load_image_folder(tmp_path / "empty")

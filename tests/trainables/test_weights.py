@@ -64,6 +64,25 @@ def test_a_local_file_gives_every_backbone_tensor_and_a_fresh_head(kind, r18_fil
     assert not torch.equal(got["layer1.0.conv1.weight"], fresh.state_dict()["layer1.0.conv1.weight"])
 
 
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_a_fine_tuned_models_file_gives_its_backbone_and_never_its_head_whatever_the_class_counts(classes, tmp_path):
+    """timm keeps a file's classifier when this task has as many classes as the hub weights (1000): here a
+    10-class file's head would not even fit, and a 10-class task's would be another task's labels."""
+    torch.manual_seed(5)
+    tuned = timm.create_model("resnet18", num_classes=10).state_dict()
+    files = {"whole": tmp_path / "tuned.pth", "checkpoint": tmp_path / "ckpt.pth", "headless": tmp_path / "bb.pth"}
+    torch.save(tuned, files["whole"])
+    torch.save({"epoch": 3, "state_dict": tuned}, files["checkpoint"])
+    torch.save({k: v for k, v in tuned.items() if k not in HEAD}, files["headless"])
+    torch.manual_seed(0)
+    fresh = build_model("resnet18", classes, 32).state_dict()["fc.weight"]
+    for path in files.values():
+        torch.manual_seed(0)
+        got = build_model("resnet18", classes, 32, weights=str(path)).state_dict()
+        assert all(torch.equal(got[k], tuned[k]) for k in tuned.keys() - HEAD), path
+        assert torch.equal(got["fc.weight"], fresh), path
+
+
 def test_a_file_path_with_a_tilde_is_expanded(r18_files, monkeypatch):
     saved, files = r18_files
     monkeypatch.setenv("HOME", str(files["pth"].parent))
