@@ -9,6 +9,7 @@ the registered model) and the checks only classification needs (conditional para
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -134,8 +135,10 @@ class SweepConfig(Recipe):
         )
 
     def _check_space(self) -> None:
-        _check("arch" in self.space, "space.arch", "the architectures to compare are required")
-        problems = _collect([super()._check_space])
+        required = functools.partial(
+            _check, "arch" in self.space, "space.arch", "the architectures to compare are required"
+        )
+        problems = _collect([required, super()._check_space])
         for child in self.unused_conditionals():
             when = CONDITIONAL[child]
             problems.append(

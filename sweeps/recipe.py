@@ -12,9 +12,11 @@ reported together, each naming the file (or flag), the key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,8 +315,12 @@ class Recipe:
         # together. Only then the checks that need all of them valid (grid size, start points).
         problems, wrong = self._check_settings()
         problems += _collect([self._check_task])
-        if not wrong & set(SWEEP_LEVEL):  # else every axis would repeat that mistake
-            problems += _collect([self._check_space])
+        checked = self
+        if level := wrong & set(SWEEP_LEVEL):  # the space checked with the trial's own, not at every axis again
+            checked = copy.copy(self)
+            for k in level:
+                object.__setattr__(checked, k, getattr(self.trial_type, k))
+        problems += _collect([checked._check_space])
         if problems:
             raise ConfigError.of(problems)
         if late := _collect([self._check_grid, self.starting_points]):  # starting_points validates explicit points
@@ -520,20 +526,38 @@ class Recipe:
             if not isinstance(d, dict):
                 raise ConfigError(f"expected a mapping of settings at the top level, got {type(d).__name__}")
             # The space's axes, then the settings (pydantic: every key at once), then how they fit together
-            # (__post_init__'s problems, counted only when each key is valid): one run shows every mistake.
+            # (__post_init__'s problems, of the keys that could be read): one run shows every mistake.
             settings = {k: v for k, v in d.items() if k not in ("space", "source")}
             problems = [unknown_name_message("setting", "source", [*cls.settings(), "space"])] if "source" in d else []
+            unread: set[str] = set()
             if "space" in d:
                 settings["space"] = cls._read_space(d["space"], problems)
+                unread = set(d["space"]) - set(settings["space"]) if isinstance(d["space"], dict) else {"space"}
             try:
                 cfg = _schema(cls).validate_python({**settings, "source": source})
             except ValidationError as e:
-                problems += _schema_problems(cls, e, settings, rules=not problems)
+                problems += _schema_problems(cls, e, settings, rules=False)
+                if bad := {str(err["loc"][0]) for err in e.errors() if err["loc"]}:  # the rules without them
+                    unread |= bad
+                    e = cls._rules_of({k: v for k, v in settings.items() if k not in bad}, source) or e
+                rules = _schema_problems(cls, e, settings, rules=True, keys=False)
+                # a rule that names a key not read would be about the default standing in for it
+                problems += [m for m in rules if not any(re.search(rf"\b{re.escape(k)}\b", m) for k in unread)]
             if problems:
                 raise ConfigError.of(problems)
             return cfg
         except ConfigError as e:
             raise ConfigError.of(e.problems, source) from None
+
+    @classmethod
+    def _rules_of(cls, settings: dict[str, Any], source: str) -> ValidationError | None:
+        """How the settings that could be read fit together (the others at their defaults): the error
+        __post_init__'s rules raise, or None."""
+        try:
+            _schema(cls).validate_python({**settings, "source": source})
+        except ValidationError as e:
+            return e
+        return None
 
     @classmethod
     def _read_space(cls, raw: Any, problems: list[str]) -> dict[str, Dim]:
@@ -722,9 +746,12 @@ def _fields(record: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(record)}
 
 
-def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any], rules: bool) -> list[str]:
+def _schema_problems(
+    recipe_type: type, e: ValidationError, given: dict[str, Any], rules: bool, keys: bool = True
+) -> list[str]:
     """pydantic's errors in this project's words, one per key: where, what is allowed, what was given.
-    ``rules``: also the rules between settings (``__post_init__``'s), which pydantic reports without a key."""
+    ``rules``: also the rules between settings (``__post_init__``'s), which pydantic reports without a key;
+    ``keys=False``: only those."""
     fields = _fields(recipe_type)
     problems: list[str] = []
     for err in e.errors():
@@ -732,6 +759,8 @@ def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any
         if not loc:  # raised by __post_init__ (a ConfigError, or a task's own check failing otherwise)
             error = err.get("ctx", {}).get("error", err["msg"])
             problems += getattr(error, "problems", [str(error)]) if rules else []
+            continue
+        if not keys:
             continue
         key, hint, value = str(loc[0]), fields.get(str(loc[0])), given.get(loc[0])
         record = getattr(hint, "__origin__", hint)  # Annotated[Confirm, ...] -> Confirm

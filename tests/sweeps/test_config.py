@@ -176,6 +176,40 @@ def test_a_trial_value_that_is_wrong_is_named_once_at_its_own_key_with_the_other
         assert any(p.startswith(f"r.yaml: {key}: ") and message in p for p in e.value.problems), (key, e.value)
 
 
+@pytest.mark.parametrize(
+    "task, given, mistakes",
+    [
+        (  # a wrong type, then a rule and a trial value of keys that could be read
+            "classify",
+            {"max_epochs": "x", "val_frac": 2, "space": {"arch": ["resnet99"], "freeze": ["bogus"]}},
+            ["max_epochs", "val_frac/test_frac", "space.arch", "space.freeze"],
+        ),
+        (  # a wrong max_epochs (which every trial gets) beside the space's own mistakes
+            "classify",
+            {"max_epochs": 0, "space": {"arch": ["resnet18"], "freeze": ["bogus"], "warmup_epochs": [-1]}},
+            ["max_epochs", "space.freeze", "space.warmup_epochs"],
+        ),
+        (  # a rule about a key that could not be read is not checked against its default
+            "classify",
+            {"max_epochs": "x", "grace_period": 20, "asha": True, "space": {"arch": ["resnet18"]}},
+            ["max_epochs"],
+        ),
+        (
+            "detect",
+            {"max_epochs": 0, "shapes_train": "many", "space": {"imgsz": [30]}},
+            ["shapes_train", "max_epochs", "space.imgsz"],
+        ),
+    ],
+)
+def test_one_mistake_does_not_hide_the_others(task, given, mistakes):
+    from sweeps.detect_config import config_from_dict as detection_config
+
+    read = {"classify": config_from_dict, "detect": detection_config}[task]
+    with pytest.raises(ConfigError) as e:
+        read(given, "r.yaml")
+    assert sorted(p.split(": ", 2)[1] for p in e.value.problems) == sorted(mistakes)
+
+
 def test_a_missing_recipe_lists_the_shipped_ones(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
