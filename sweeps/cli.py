@@ -213,7 +213,9 @@ def parse_args(command: Command, argv: list[str] | None = None) -> argparse.Name
     smoke_at = next(i for i, f in enumerate(flags) if f.name == "--set") + 1
     for i, f in enumerate(flags):
         if i == smoke_at:
-            groups[SWEEP].add_argument("--smoke-test", action="store_true", help=command.smoke_help)
+            groups[SWEEP].add_argument(
+                "--smoke-test", action="store_true", help=f"{command.smoke_help}; what other flags set is kept"
+            )
         groups[f.group].add_argument(f.name, **f.kwargs)
     return p.parse_args(argv)
 
@@ -254,7 +256,11 @@ def config_from_args(command: Command, a: argparse.Namespace):
         problems += e.problems
     if problems:
         raise ConfigError.of(problems)
-    return cfg.smoke() if given.get("smoke_test") else cfg
+    if not given.get("smoke_test"):
+        return cfg
+    if kept := [flag for key, flag in flags.items() if key in cfg.shrunk()]:
+        print(f"note: --smoke-test keeps what {', '.join(kept)} set; the rest of the recipe is shrunk")
+    return cfg.smoke(given=flags)
 
 
 def parse_set(item: str) -> tuple[str, object]:

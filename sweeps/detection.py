@@ -261,9 +261,11 @@ def best_weights(cfg: DetectSweepConfig, sweep: dict, report) -> list[str]:
     said = [f"best: {report.table.iloc[0]['model']} (run {run}); its weights: {weights}"]
     top = report.table[SELECT].max()
     if not top > 0:  # (NaN included) a tie of models that learned nothing: the first row is no winner
+        rows = len(report.table)
+        what = f"no model reached a validation mAP50-95 above 0 ({rows} rows): none is better than another"
         said.append(
-            f"warning: no model reached a validation mAP50-95 above 0 ({len(report.table)} rows): none is better "
-            "than another. Train longer (max_epochs), on more images, or from pretrained weights."
+            f"warning: {what if rows > 1 else 'its validation mAP50-95 is 0: it found no object'}. Train longer "
+            "(max_epochs), on more images, or from pretrained weights."
         )
     elif (tied := int((report.table[SELECT] == top).sum())) > 1:
         said.append(f"warning: {tied} rows tie at the best validation mAP50-95 ({top:.4f}): the first is shown")

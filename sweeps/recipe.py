@@ -18,6 +18,7 @@ import functools
 import math
 import re
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -672,19 +673,23 @@ class Recipe:
             print(f"note: {why}: the recipe's {names} {'is' if len(children) == 1 else 'are'} not used")
         return self.from_dict(d, f"{self.source} with {' '.join(flags[k] for k in [*settings, *space])}")
 
-    def smoke(self) -> Recipe:
-        """A tiny version of the recipe: one trial per row, 2 epochs, the task's smaller data, timings of 0.2
-        s, and a confirmation (if the recipe has one) of the best configuration with one more seed."""
-        return dataclasses.replace(
-            self,
-            confirm=Confirm(1, 1) if self.confirm.trials else Confirm(),
-            num_samples=len(self.rows),
-            max_epochs=2,
-            grace_period=1,
-            points_to_evaluate=self.points_one_per,
-            timing_s=SMOKE_TIMING_S,
+    def smoke(self, given: Collection[str] = ()) -> Recipe:
+        """A tiny version of the recipe (``shrunk``); the settings in ``given`` (set on the command line)
+        stay as they are."""
+        return dataclasses.replace(self, **{k: v for k, v in self.shrunk().items() if k not in given})
+
+    def shrunk(self) -> dict[str, Any]:
+        """What --smoke-test sets: one trial per row, 2 epochs, the task's smaller data, timings of 0.2 s, and
+        a confirmation (if the recipe has one) of the best configuration with one more seed."""
+        return {
+            "confirm": Confirm(1, 1) if self.confirm.trials else Confirm(),
+            "num_samples": len(self.rows),
+            "max_epochs": 2,
+            "grace_period": 1,
+            "points_to_evaluate": self.points_one_per,
+            "timing_s": SMOKE_TIMING_S,
             **self.smoke_settings,
-        )
+        }
 
 
 @functools.cache

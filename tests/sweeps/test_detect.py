@@ -352,3 +352,6 @@ def test_a_table_whose_models_all_scored_zero_names_no_winner_without_saying_so(
     assert said([0.4, 0.3]) == ["best: yolov8n (run a); its weights: runs:/a/weights/best.pt"]
     assert "no model reached a validation mAP50-95 above 0 (2 rows)" in said([0.0, 0.0])[1]
     assert said([0.3, 0.3])[1] == "warning: 2 rows tie at the best validation mAP50-95 (0.3000): the first is shown"
+    table = pd.DataFrame({"model": ["yolov8n"], "best_val_mAP50_95": [0.0], "run_id": ["a"]})
+    alone = best_weights(None, {}, types.SimpleNamespace(table=table))
+    assert alone[1].startswith("warning: its validation mAP50-95 is 0: it found no object. Train longer")

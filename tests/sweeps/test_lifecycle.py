@@ -127,3 +127,15 @@ def test_the_set_examples_in_each_scripts_help_are_taken_by_its_own_recipe(comma
     cfg = config_from_args(command, parse_args(command, examples))  # raises naming any example it refuses
     for key in (item.split("=", 1)[0] for item in examples[1::2]):
         assert key in cfg.space or key in cfg.settings(), key
+
+
+@pytest.mark.parametrize("command", [classify.COMMAND, detect.COMMAND], ids=["classify", "detect"])
+def test_the_smoke_test_shrinks_the_recipe_but_not_what_the_command_line_set(command, capsys):
+    from sweeps.cli import config_from_args, parse_args
+
+    smoke = config_from_args(command, parse_args(command, ["--smoke-test"]))
+    assert (smoke.max_epochs, smoke.train_limit) == (2, smoke.shrunk()["train_limit"])
+    argv = ["--smoke-test", "--max-epochs", "3", "--set", "train_limit=7"]
+    kept = config_from_args(command, parse_args(command, argv))
+    assert (kept.max_epochs, kept.train_limit, kept.num_samples) == (3, 7, smoke.num_samples)
+    assert "note: --smoke-test keeps what --max-epochs, --set train_limit set" in capsys.readouterr().out
