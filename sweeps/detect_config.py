@@ -40,8 +40,8 @@ class DetectSweepConfig(Recipe):
     data_cache: UserPath = "~/.cache/cvsweep/datasets"
     """Where each node writes the generated dataset (once; the same settings give the same files)."""
     train_limit: StrictInt | None = None
-    """Train on at most this many images of a data.yaml's train split (drawn with the seed); None: all.
-    For smoke tests."""
+    """Train on at most this many images of the train split, the generated dataset's or a data.yaml's
+    (drawn with the seed); None: all. For smoke tests."""
     skip_bad_images: StrictBool = False
     """Train without the image/label pairs of a data.yaml that Ultralytics would leave out (listed in the
     sweep's run) instead of stopping."""

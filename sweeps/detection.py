@@ -4,6 +4,7 @@ per model."""
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import itertools
 import random
@@ -63,7 +64,8 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[st
         }
         root = str(Path(cfg.data_cache).expanduser().resolve())
         info = check_det_dataset(str(data_yaml), autodownload=False)
-        return {"shapes": dataclasses.asdict(spec), "root": root}, summary, info, []
+        data = {"shapes": dataclasses.asdict(spec), "root": root}  # each node makes the same files, same paths
+        return {**data, **drawn(cfg, images(info, "train"), summary, log)}, summary, info, []
     try:
         info = check_det_dataset(cfg.data, autodownload=False)
     except Exception as e:  # noqa: BLE001 - Ultralytics raises several kinds; the message names what is missing
@@ -93,43 +95,62 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[st
         "num_classes": len(names),
         "classes": ",".join(str(n) for n in names.values())[:500],
         **{f"{k}_size": len(v) - dropped[k] for k, v in files.items()},
-        **{f"{k}_boxes": v for k, v in boxes.items()},
+        **{f"{k}_boxes": sum(v.values()) for k, v in boxes.items()},
         **({"skipped_images": len(left_out)} if left_out else {}),
     }
     # What a trial needs beyond the file (trainables.detection.trial_dataset): the dataset root as resolved
-    # here (a relative ``path:`` is relative to where Ultralytics runs), and under train_limit its images.
-    data = {"yaml": str(cfg.data), "path": str(Path(info["path"]).resolve())}
-    if cfg.train_limit is not None and cfg.train_limit < summary["train_size"]:
-        bad = {m.split(": ", 2)[1] for m in left_out if m.startswith("train: ")}
-        usable = [str(f) for f in files["train"] if str(f) not in bad]
-        data["train"] = sorted(random.Random(cfg.seed).sample(usable, cfg.train_limit))
-        log(f"data: train_limit: training on {cfg.train_limit} of the {summary['train_size']} training images")
-        summary["train_size"] = cfg.train_limit
+    # here (a relative ``path:`` is relative to where Ultralytics runs); a split given as .txt lists, as its
+    # files (a line that is neither absolute nor './' is read from where Ultralytics runs too); and under
+    # train_limit the training images drawn.
+    data: dict[str, Any] = {"yaml": str(cfg.data), "path": str(Path(info["path"]).resolve())}
+    data |= {
+        split: list(map(str, files[split])) for split in files if any(Path(p).is_file() for p in _paths(info, split))
+    }
+    if chosen := drawn(cfg, [Path(f) for f in boxes["train"]], summary, log):
+        summary["train_boxes"] = sum(boxes["train"][f] for f in map(str, chosen["train"]))
+        data["train"] = [str(Path(f).absolute()) for f in chosen["train"]]
     return data, summary, info, left_out
+
+
+def drawn(cfg: DetectSweepConfig, usable: list[Path], summary: dict, log) -> dict[str, list[str]]:
+    """Under ``train_limit`` (below the usable training images): {"train": that many of them, drawn with the
+    seed}, with the summary's train_size made that; else {}."""
+    if cfg.train_limit is None or cfg.train_limit >= len(usable):
+        return {}
+    log(f"data: train_limit: training on {cfg.train_limit} of the {len(usable)} training images (drawn with the seed)")
+    summary["train_size"] = cfg.train_limit
+    return {"train": sorted(map(str, random.Random(cfg.seed).sample(usable, cfg.train_limit)))}
 
 
 def images(info: dict, split: str) -> list[Path]:
     """The image files of one split of a checked dataset, found as Ultralytics' dataset finds them
     (``BaseDataset.get_img_files``): folders searched whole, and .txt lists, in which a path starting
-    with './' is relative to the list."""
+    with './' is relative to the list (any other relative one to where this runs: made absolute here)."""
     from ultralytics.data.utils import IMG_FORMATS
 
     out: list[Path] = []
-    for p in map(Path, info[split] if isinstance(info[split], list) else [info[split]]):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*.*") if f.suffix.lower().lstrip(".") in IMG_FORMATS)
+    for p in map(Path, _paths(info, split)):
+        if p.is_dir():  # glob, as Ultralytics: hidden files and folders (._a.jpg, .ipynb_checkpoints/) are not read
+            found = glob.glob(str(Path(glob.escape(p)) / "**" / "*.*"), recursive=True)
+            out += sorted(Path(f) for f in found if f.rpartition(".")[-1].lower() in IMG_FORMATS)
         elif p.is_file():
-            listed = p.read_text(encoding="utf-8-sig").splitlines()
+            listed = p.read_text(encoding="utf-8-sig").strip().splitlines()
             listed = [str(p.parent / x[2:]) if x.startswith("./") else x for x in map(str.strip, listed)]
-            out += [Path(x) for x in listed if x.rpartition(".")[-1].lower() in IMG_FORMATS]
+            out += [Path(x).absolute() for x in listed if x.rpartition(".")[-1].lower() in IMG_FORMATS]
         else:
             raise FileNotFoundError(f"its {split} split, {p}, does not exist")
     return out
 
 
+def _paths(info: dict, split: str) -> list[str]:
+    """What a checked dataset gives for a split: folders, .txt lists or image files."""
+    return info[split] if isinstance(info[split], list) else [info[split]]
+
+
 def check_labels(cfg: DetectSweepConfig, info: dict, files: dict[str, list[Path]], log) -> tuple[dict, list[str]]:
     """Every image and its label file read as Ultralytics' trainer will read them (``read_as_trainer``),
-    here, before Ray starts: (boxes per split, '<split>: <why>' for each pair left out). A pair it would
+    here, before Ray starts: ({split: {image: its boxes}} of the pairs kept, '<split>: <why>' for each pair
+    left out). A pair it would
     drop (an image it cannot read, a class id beyond the names, coordinates not in [0, 1], a line of the
     wrong width) stops the sweep, naming the files, unless ``skip_bad_images``; a train or val split
     without a single box does too (every trial's mAP would be 0)."""
@@ -137,10 +158,11 @@ def check_labels(cfg: DetectSweepConfig, info: dict, files: dict[str, list[Path]
 
     if (total := sum(map(len, files.values()))) >= 1000:
         log(f"data: reading {total} images and their labels as Ultralytics' trainer will")
-    boxes, bad = {}, []
+    boxes: dict[str, dict[str, int]] = {}
+    bad: list[str] = []
     for split, found in files.items():
         read = read_as_trainer([str(f) for f in found], len(info["names"]))
-        boxes[split] = sum(n for n, _ in read if n is not None)
+        boxes[split] = {str(f): n for f, (n, _) in zip(found, read, strict=True) if n is not None}
         bad += [f"{split}: {why}" for n, why in read if n is None]
     if bad and not cfg.skip_bad_images:
         listed = "".join(f"\n  {m}" for m in bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
@@ -150,7 +172,7 @@ def check_labels(cfg: DetectSweepConfig, info: dict, files: dict[str, list[Path]
         )
     if bad:
         log(f"skip_bad_images: {len(bad)} image/label pair(s) left out, listed in the run's {C.SKIPPED_FILE}")
-    if empty := [split for split in ("train", "val") if not boxes[split]]:
+    if empty := [split for split in ("train", "val") if not sum(boxes[split].values())]:
         raise ValueError(
             f"--data {cfg.data}: no labelled box in its {' or '.join(empty)} split "
             f"({sum(len(files[s]) for s in empty)} images): every trial's mAP would be 0"

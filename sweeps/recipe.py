@@ -587,6 +587,8 @@ class Recipe:
                 )
             kind, bounds = next(iter(raw.items()))
             kinds = set(typing.get_args(hint := _trial_hints(cls.trial_type)[key])) or {hint}
+            if not kinds & {int, float}:
+                raise ConfigError(f"space.{key}: {key} takes {_expected(hint, cls)}: a value or a list, not a range")
             if (kind == "randint") != (float not in kinds and int in kinds):  # a range of the field's own kind
                 allowed = "{randint: [low, high]}" if int in kinds else "{uniform|loguniform: [low, high]}"
                 raise ConfigError(f"space.{key}.{kind}: {key} takes {_expected(hint, cls)}; a range of it is {allowed}")
@@ -676,7 +678,10 @@ class Recipe:
     def smoke(self, given: Collection[str] = ()) -> Recipe:
         """A tiny version of the recipe (``shrunk``); the settings in ``given`` (set on the command line)
         stay as they are."""
-        return dataclasses.replace(self, **{k: v for k, v in self.shrunk().items() if k not in given})
+        shrunk = {k: v for k, v in self.shrunk().items() if k not in given}
+        if "grace_period" in given and "max_epochs" in shrunk:  # ASHA's first rung must fit in the epochs
+            shrunk["max_epochs"] = max(shrunk["max_epochs"], self.grace_period)
+        return dataclasses.replace(self, **shrunk)
 
     def shrunk(self) -> dict[str, Any]:
         """What --smoke-test sets: one trial per row, 2 epochs, the task's smaller data, timings of 0.2 s, and

@@ -308,18 +308,21 @@ def register_champion(model_name: str, run_id: str, description: str) -> tuple[s
     model_id = client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
     if model_id is None:
         raise RuntimeError(f"run {run_id} has no logged model ({MODEL_ID_TAG} tag): nothing to register")
-    before = [v for v in client.search_model_versions(f"name = '{model_name}'") if v.tags.get("run_id") == run_id]
+    # by the run (a hex id): a model name may hold a quote, which a filter string cannot
+    found = client.search_model_versions(f"run_id = '{run_id}'")
+    before = [v for v in found if v.name == model_name and v.tags.get("run_id") == run_id]
     if not before:
         mv = mlflow.register_model(f"models:/{model_id}", model_name, tags={"run_id": run_id})
         client.update_model_version(model_name, mv.version, description=description)
         client.set_registered_model_alias(model_name, CHAMPION_ALIAS, mv.version)
         return f"{model_name}@{CHAMPION_ALIAS} (version {mv.version})", f"models:/{model_name}@{CHAMPION_ALIAS}"
     number = max(int(v.version) for v in before)
-    tag = f"{model_name}@{CHAMPION_ALIAS} (version {number})"
+    tag, uri = f"{model_name}@{CHAMPION_ALIAS} (version {number})", f"models:/{model_name}@{CHAMPION_ALIAS}"
     try:  # search_model_versions leaves aliases out
         now = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version
-    except mlflow.exceptions.MlflowException:
-        now = "none (removed)"
+    except mlflow.exceptions.MlflowException:  # never set (stopped before it was), or removed: this run's
+        client.set_registered_model_alias(model_name, CHAMPION_ALIAS, str(number))
+        return f"{tag}, registered before; the alias was on no version, now on this one", uri
     if str(now) == str(number):
-        return f"{tag}, registered before", f"models:/{model_name}@{CHAMPION_ALIAS}"
+        return f"{tag}, registered before", uri
     return f"{tag}, registered before; the alias stays at version {now}", f"models:/{model_name}/{number}"

@@ -223,19 +223,20 @@ class EpochReport:
 
 
 def trial_dataset(data: dict[str, Any], trial_dir: Path) -> str:
-    """The data.yaml a trial trains on: the user's (``data["yaml"]``), or a copy in ``trial_dir`` where
-    its ``path`` (the dataset root) is relative, with ``data["path"]``, the root the driver resolved
-    (Ultralytics reads a relative root from the directory it runs in, and each trial runs in one of its
-    own), and where the sweep trains on some of the images only (``train_limit``), with ``data["train"]``,
-    those images' files, as the train split."""
+    """The data.yaml a trial trains on: the user's (``data["yaml"]``), or a copy in ``trial_dir`` with
+    ``data["path"]``, the dataset root the driver resolved, where the file's root is relative (Ultralytics
+    reads a relative root from the directory it runs in, and each trial runs in one of its own), and with
+    a list of files for each split ``data`` gives as one (``data["train"]``: the images ``train_limit``
+    drew; any split: a .txt list whose lines are relative to where the driver ran)."""
     import yaml
 
     given = yaml.safe_load(Path(data["yaml"]).read_text(encoding="utf-8"))
     changes = {}
-    if data.get("train"):
-        listed = Path(trial_dir) / "train_images.txt"
-        listed.write_text("".join(f"{f}\n" for f in data["train"]), encoding="utf-8")
-        changes["train"] = str(listed)
+    for split in ("train", "val", "test"):
+        if data.get(split):
+            listed = Path(trial_dir) / f"{split}_images.txt"
+            listed.write_text("".join(f"{f}\n" for f in data[split]), encoding="utf-8")
+            changes[split] = str(listed)
     if changes or (given.get("path") and not Path(given["path"]).is_absolute()):
         changes["path"] = data["path"]  # a copy without a root would be read from trial_dir
     if not changes:

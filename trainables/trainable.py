@@ -100,9 +100,9 @@ def train_classifier(config: dict, splits: DatasetSplits, stop_epochs: tuple[int
 def train_detector(config: dict, data: dict) -> None:
     """One detection trial (Ultralytics YOLO, ``trainables.detection``): each epoch's metrics and its
     last/best weights reported to Tune; a retried or resumed trial continues from them. ``data``:
-    {"yaml": a data.yaml every node can read, "path": its dataset root[, "train": the images to train on]}
-    (``trainables.detection.trial_dataset``) or {"shapes": ShapesSpec fields, "root": directory}, the
-    generated dataset, made on the trial's node if that node has no copy yet."""
+    {"yaml": a data.yaml every node can read, "path": its dataset root} or {"shapes": ShapesSpec fields,
+    "root": directory}, the generated dataset, made on the trial's node if that node has no copy yet; either
+    with a split's files as a list where the driver gave one (``trainables.detection.trial_dataset``)."""
     from trainables.detection import DetectTrialConfig, EpochReport, fit_detector, trial_dataset
     from trainables.shapes import ShapesSpec, generate
 
@@ -119,8 +119,9 @@ def train_detector(config: dict, data: dict) -> None:
     trial_dir = Path(tune.get_context().get_trial_dir())
     if "yaml" in data:
         data_yaml = trial_dataset(data, trial_dir)
-    else:
-        data_yaml = generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
+    else:  # made here if this node has no copy yet; train_limit's images are the same files on every node
+        made = generate(Path(data["root"]), ShapesSpec(**data["shapes"]))
+        data_yaml = trial_dataset({**data, "yaml": str(made), "path": str(made.parent)}, trial_dir)
 
     checkpoint = tune.get_checkpoint()
     fail_in = int(os.environ.get(FAIL_IN_EPOCH_ENV, 0)) if checkpoint is None else 0

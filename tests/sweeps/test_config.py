@@ -66,6 +66,10 @@ BASE = "space:\n  arch: resnet18\n"
         ),
         (BASE + "  lr: {randint: [1, 3]}\n", r"space\.lr\.randint: lr takes a number; a range of it is \{uniform\|"),
         (
+            BASE + "  freeze: {randint: [0, 2]}\n",
+            r"space\.freeze: freeze takes a string: a value or a list, not a range",
+        ),
+        (
             BASE + "  freeze: [full, partail]\n",
             r"space\.freeze: freeze: unknown freeze strategy 'partail'\. "
             r"Did you mean 'partial'",

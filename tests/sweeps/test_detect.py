@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -268,6 +269,46 @@ def test_image_label_pairs_ultralytics_would_drop_stop_the_sweep_naming_them_or_
     assert all(m.startswith("train: ") for m in left_out) and any("3 image/label pair(s) left out" in s for s in said)
 
 
+def test_files_ultralytics_never_reads_are_not_checked_and_bare_list_lines_reach_the_trials_resolved(
+    tmp_path, monkeypatch
+):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+    from trainables.detection import trial_dataset
+
+    data = users_dataset(tmp_path, val="val.txt")
+    train = data.parent / "images/train"
+    (train / "._000000.png").write_bytes(b"AppleDouble")  # as a copy from a Mac leaves; glob skips it
+    (train / ".ipynb_checkpoints").mkdir()
+    (train / ".ipynb_checkpoints" / "000000.png").write_bytes(b"a notebook's copy")
+    monkeypatch.chdir(data.parent)  # lines relative to where the command runs (not './'): Ultralytics' reading
+    (data.parent / "val.txt").write_text(
+        "".join(f"images/val/{f.name}\n" for f in (data.parent / "images/val").iterdir())
+    )
+    given, summary, _, _ = prepare_data(config_from_dict({"data": str(data)}), print)
+    assert (summary["train_size"], summary["val_size"]) == (8, 4)
+    assert sorted(given["val"]) == sorted(str(f) for f in (data.parent / "images/val").iterdir())
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    copy = yaml.safe_load(Path(trial_dataset(given, trial_dir)).read_text())
+    assert Path(copy["val"]).read_text().split() == given["val"] and "train" not in given
+
+
+def test_train_limit_draws_from_the_generated_dataset_too_and_counts_only_their_boxes(tmp_path):
+    from sweeps.detect_config import config_from_dict
+    from sweeps.detection import prepare_data
+
+    said = []
+    cfg = {"data_cache": str(tmp_path / "cache"), "shapes_train": 16, "train_limit": 5}
+    given, summary, _, _ = prepare_data(config_from_dict(cfg), said.append)
+    assert summary["train_size"] == 5 and len(given["train"]) == 5 and "shapes" in given
+    assert any("train_limit: training on 5 of the 16 training images" in s for s in said)
+    data = users_dataset(tmp_path)
+    whole = prepare_data(config_from_dict({"data": str(data)}), print)[1]["train_boxes"]
+    some = prepare_data(config_from_dict({"data": str(data), "train_limit": 2}), print)[1]["train_boxes"]
+    assert 0 < some < whole
+
+
 def test_a_val_split_without_a_single_box_is_refused_before_every_trial_scores_zero(tmp_path):
     from sweeps.detect_config import config_from_dict
     from sweeps.detection import prepare_data
@@ -290,7 +331,9 @@ def test_a_trial_trains_on_the_drivers_dataset_root_and_on_train_limit_images_on
     monkeypatch.chdir(tmp_path)  # the user runs from here: 'path' is relative to it
     said = []
     given, summary, _, _ = prepare_data(config_from_dict({"data": str(data), "train_limit": 3}), said.append)
-    assert summary["train_size"] == 3 and "data: train_limit: training on 3 of the 8 training images" in said
+    assert summary["train_size"] == 3 and any(
+        "data: train_limit: training on 3 of the 8 training images" in s for s in said
+    )
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
     monkeypatch.chdir(trial_dir)  # a trial runs in a directory of its own

@@ -139,3 +139,5 @@ def test_the_smoke_test_shrinks_the_recipe_but_not_what_the_command_line_set(com
     kept = config_from_args(command, parse_args(command, argv))
     assert (kept.max_epochs, kept.train_limit, kept.num_samples) == (3, 7, smoke.num_samples)
     assert "note: --smoke-test keeps what --max-epochs, --set train_limit set" in capsys.readouterr().out
+    later = config_from_args(command, parse_args(command, ["--smoke-test", "--grace-period", "3"]))
+    assert (later.grace_period, later.max_epochs) == (3, 3)  # ASHA's first rung within the shrunk epochs

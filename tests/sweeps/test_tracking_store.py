@@ -130,7 +130,7 @@ def test_a_sqlite_store_in_a_read_only_directory_is_refused_at_once(tmp_path):
 
 def test_a_champion_registered_before_keeps_its_version_and_the_alias_a_later_sweep_moved(tmp_path):
     """A finished sweep finished again (--resume) names the version it registered, not a new one, and does not
-    take the champion alias back from a later sweep."""
+    take the champion alias back from a later sweep; an alias that is on no version goes to it."""
     from sweeps.tracking import register_champion
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
@@ -141,14 +141,19 @@ def test_a_champion_registered_before_keeps_its_version_and_the_alias_a_later_sw
             mlflow.set_tag("model_id", mlflow.initialize_logged_model(name="model").model_id)
         runs.append(run.info.run_id)
     first, later = runs
-    assert register_champion("digits", first, "sweep 1") == ("digits@champion (version 1)", "models:/digits@champion")
-    assert register_champion("digits", later, "sweep 2") == ("digits@champion (version 2)", "models:/digits@champion")
-    assert register_champion("digits", first, "sweep 1 again") == (
-        "digits@champion (version 1), registered before; the alias stays at version 2",
-        "models:/digits/1",
+    name = "classify-Bob's photos"  # the experiment's name, from a folder's: a quote in a filter string
+    alias = f"models:/{name}@champion"
+    assert register_champion(name, first, "sweep 1") == (f"{name}@champion (version 1)", alias)
+    assert register_champion(name, later, "sweep 2") == (f"{name}@champion (version 2)", alias)
+    assert register_champion(name, first, "sweep 1 again") == (
+        f"{name}@champion (version 1), registered before; the alias stays at version 2",
+        f"models:/{name}/1",
     )
-    assert register_champion("digits", later, "sweep 2 again")[0] == "digits@champion (version 2), registered before"
+    assert register_champion(name, later, "sweep 2 again") == (f"{name}@champion (version 2), registered before", alias)
     client = mlflow.MlflowClient()
-    assert len(client.search_model_versions("name = 'digits'")) == 2
-    assert client.get_model_version_by_alias("digits", "champion").run_id == later
-    assert client.get_model_version("digits", "1").description == "sweep 1"
+    assert len(client.search_model_versions(f"run_id = '{first}'")) == 1
+    assert client.get_model_version_by_alias(name, "champion").run_id == later
+    assert client.get_model_version(name, "1").description == "sweep 1"
+    client.delete_registered_model_alias(name, "champion")  # or a sweep stopped before it set the alias
+    assert register_champion(name, first, "again")[0].endswith("the alias was on no version, now on this one")
+    assert client.get_model_version_by_alias(name, "champion").version in ("1", 1)
