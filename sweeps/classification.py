@@ -175,8 +175,9 @@ def register_champion(cfg: SweepConfig, sweep: dict, report) -> list[str]:
             f"; its configuration over {top['seeds']} seeds: val acc {top['val_acc_mean']:.4f} ± "
             f"{top['val_acc_std']:.4f}, test acc {top['test_acc_mean']:.4f} ± {top['test_acc_std']:.4f}"
         )
-    champion, uri = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
-    mlflow.set_tag(CHAMPION_TAG, champion.split(", ")[0])  # 'NAME@champion (version N)' (analysis.champion)
+    champion, uri, before = register(cfg.registered_model or sweep["experiment"], top["run_id"], description)
+    mlflow.set_tag(CHAMPION_TAG, champion)  # 'NAME@champion (version N)', read by analysis.champion
+    champion += f", {before}" if before else ""
     return [f"champion: {champion}, run {top['run_id']}; load it with mlflow.pytorch.load_model('{uri}')"]
 
 

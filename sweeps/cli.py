@@ -258,7 +258,8 @@ def config_from_args(command: Command, a: argparse.Namespace):
         raise ConfigError.of(problems)
     if not given.get("smoke_test"):
         return cfg
-    if kept := [flag for key, flag in flags.items() if key in cfg.shrunk()]:
+    shrunk = cfg.shrunk()
+    if kept := [flag for key, flag in flags.items() if key in shrunk]:
         print(f"note: --smoke-test keeps what {', '.join(kept)} set; the rest of the recipe is shrunk")
     return cfg.smoke(given=flags)
 

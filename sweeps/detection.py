@@ -65,7 +65,7 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[st
         root = str(Path(cfg.data_cache).expanduser().resolve())
         info = check_det_dataset(str(data_yaml), autodownload=False)
         data = {"shapes": dataclasses.asdict(spec), "root": root}  # each node makes the same files, same paths
-        return {**data, **drawn(cfg, images(info, "train"), summary, log)}, summary, info, []
+        return {**data, **drawn(cfg, list(map(str, images(info, "train"))), summary, log)}, summary, info, []
     try:
         info = check_det_dataset(cfg.data, autodownload=False)
     except Exception as e:  # noqa: BLE001 - Ultralytics raises several kinds; the message names what is missing
@@ -106,20 +106,20 @@ def prepare_data(cfg: DetectSweepConfig, log) -> tuple[dict, dict, dict, list[st
     data |= {
         split: list(map(str, files[split])) for split in files if any(Path(p).is_file() for p in _paths(info, split))
     }
-    if chosen := drawn(cfg, [Path(f) for f in boxes["train"]], summary, log):
-        summary["train_boxes"] = sum(boxes["train"][f] for f in map(str, chosen["train"]))
-        data["train"] = [str(Path(f).absolute()) for f in chosen["train"]]
+    if chosen := drawn(cfg, list(boxes["train"]), summary, log):  # the files images() found: absolute
+        summary["train_boxes"] = sum(boxes["train"][f] for f in chosen["train"])
+        data |= chosen
     return data, summary, info, left_out
 
 
-def drawn(cfg: DetectSweepConfig, usable: list[Path], summary: dict, log) -> dict[str, list[str]]:
+def drawn(cfg: DetectSweepConfig, usable: list[str], summary: dict, log) -> dict[str, list[str]]:
     """Under ``train_limit`` (below the usable training images): {"train": that many of them, drawn with the
     seed}, with the summary's train_size made that; else {}."""
     if cfg.train_limit is None or cfg.train_limit >= len(usable):
         return {}
     log(f"data: train_limit: training on {cfg.train_limit} of the {len(usable)} training images (drawn with the seed)")
     summary["train_size"] = cfg.train_limit
-    return {"train": sorted(map(str, random.Random(cfg.seed).sample(usable, cfg.train_limit)))}
+    return {"train": sorted(random.Random(cfg.seed).sample(usable, cfg.train_limit))}
 
 
 def images(info: dict, split: str) -> list[Path]:

@@ -537,11 +537,11 @@ class Recipe:
             try:
                 cfg = _schema(cls).validate_python({**settings, "source": source})
             except ValidationError as e:
-                problems += _schema_problems(cls, e, settings, rules=False)
+                problems += _schema_problems(cls, e, settings)
                 if bad := {str(err["loc"][0]) for err in e.errors() if err["loc"]}:  # the rules without them
                     unread |= bad
                     e = cls._rules_of({k: v for k, v in settings.items() if k not in bad}, source) or e
-                rules = _schema_problems(cls, e, settings, rules=True, keys=False)
+                rules = _rule_problems(e)
                 # a rule that names a key not read would be about the default standing in for it
                 problems += [m for m in rules if not any(re.search(rf"\b{re.escape(k)}\b", m) for k in unread)]
             if problems:
@@ -756,21 +756,21 @@ def _fields(record: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(record)}
 
 
-def _schema_problems(
-    recipe_type: type, e: ValidationError, given: dict[str, Any], rules: bool, keys: bool = True
-) -> list[str]:
-    """pydantic's errors in this project's words, one per key: where, what is allowed, what was given.
-    ``rules``: also the rules between settings (``__post_init__``'s), which pydantic reports without a key;
-    ``keys=False``: only those."""
+def _rule_problems(e: ValidationError) -> list[str]:
+    """The problems of the rules between settings (``__post_init__``'s), which pydantic reports without a key
+    (a ConfigError, or a task's own check failing otherwise)."""
+    found = (err.get("ctx", {}).get("error", err["msg"]) for err in e.errors() if not err["loc"])
+    return [p for error in found for p in getattr(error, "problems", [str(error)])]
+
+
+def _schema_problems(recipe_type: type, e: ValidationError, given: dict[str, Any]) -> list[str]:
+    """pydantic's errors of the keys in this project's words, one per key: where, what is allowed, what was
+    given (the rules between settings: ``_rule_problems``)."""
     fields = _fields(recipe_type)
     problems: list[str] = []
     for err in e.errors():
         loc = err["loc"]
-        if not loc:  # raised by __post_init__ (a ConfigError, or a task's own check failing otherwise)
-            error = err.get("ctx", {}).get("error", err["msg"])
-            problems += getattr(error, "problems", [str(error)]) if rules else []
-            continue
-        if not keys:
+        if not loc:
             continue
         key, hint, value = str(loc[0]), fields.get(str(loc[0])), given.get(loc[0])
         record = getattr(hint, "__origin__", hint)  # Annotated[Confirm, ...] -> Confirm

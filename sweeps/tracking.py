@@ -299,15 +299,16 @@ def reopen_parent_run(run_id: str) -> mlflow.ActiveRun:
     return run
 
 
-def register_champion(model_name: str, run_id: str, description: str) -> tuple[str, str]:
+def register_champion(model_name: str, run_id: str, description: str) -> tuple[str, str, str]:
     """Register the trial's logged model (its run's ``model_id`` tag) as a new version of ``model_name``
-    and point the ``champion`` alias at it. Returns ('NAME@champion (version N)', the sweep's champion tag,
-    with what was done before if anything; its models:/ URI). A run registered before (its sweep finished
-    again, by --resume) keeps its version, and the alias stays where it is: a later sweep may have moved it."""
+    and point the ``champion`` alias at it. Returns ('NAME@champion (version N)', the sweep's champion tag;
+    its models:/ URI; what was done before, or ''). A run registered before (its sweep finished again, by
+    --resume) keeps its version, and the alias stays where it is: a later sweep may have moved it."""
     client = MlflowClient()
     model_id = client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
     if model_id is None:
         raise RuntimeError(f"run {run_id} has no logged model ({MODEL_ID_TAG} tag): nothing to register")
+    alias = f"models:/{model_name}@{CHAMPION_ALIAS}"
     # by the run (a hex id): a model name may hold a quote, which a filter string cannot
     found = client.search_model_versions(f"run_id = '{run_id}'")
     before = [v for v in found if v.name == model_name and v.tags.get("run_id") == run_id]
@@ -315,14 +316,14 @@ def register_champion(model_name: str, run_id: str, description: str) -> tuple[s
         mv = mlflow.register_model(f"models:/{model_id}", model_name, tags={"run_id": run_id})
         client.update_model_version(model_name, mv.version, description=description)
         client.set_registered_model_alias(model_name, CHAMPION_ALIAS, mv.version)
-        return f"{model_name}@{CHAMPION_ALIAS} (version {mv.version})", f"models:/{model_name}@{CHAMPION_ALIAS}"
+        return f"{model_name}@{CHAMPION_ALIAS} (version {mv.version})", alias, ""
     number = max(int(v.version) for v in before)
-    tag, uri = f"{model_name}@{CHAMPION_ALIAS} (version {number})", f"models:/{model_name}@{CHAMPION_ALIAS}"
+    tag = f"{model_name}@{CHAMPION_ALIAS} (version {number})"
     try:  # search_model_versions leaves aliases out
         now = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version
     except mlflow.exceptions.MlflowException:  # never set (stopped before it was), or removed: this run's
         client.set_registered_model_alias(model_name, CHAMPION_ALIAS, str(number))
-        return f"{tag}, registered before; the alias was on no version, now on this one", uri
+        return tag, alias, "registered before; the alias was on no version, now on this one"
     if str(now) == str(number):
-        return f"{tag}, registered before", uri
-    return f"{tag}, registered before; the alias stays at version {now}", f"models:/{model_name}/{number}"
+        return tag, alias, "registered before"
+    return tag, f"models:/{model_name}/{number}", f"registered before; the alias stays at version {now}"

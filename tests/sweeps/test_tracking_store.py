@@ -143,17 +143,24 @@ def test_a_champion_registered_before_keeps_its_version_and_the_alias_a_later_sw
     first, later = runs
     name = "classify-Bob's photos"  # the experiment's name, from a folder's: a quote in a filter string
     alias = f"models:/{name}@champion"
-    assert register_champion(name, first, "sweep 1") == (f"{name}@champion (version 1)", alias)
-    assert register_champion(name, later, "sweep 2") == (f"{name}@champion (version 2)", alias)
+    assert register_champion(name, first, "sweep 1") == (f"{name}@champion (version 1)", alias, "")
+    assert register_champion(name, later, "sweep 2") == (f"{name}@champion (version 2)", alias, "")
     assert register_champion(name, first, "sweep 1 again") == (
-        f"{name}@champion (version 1), registered before; the alias stays at version 2",
+        f"{name}@champion (version 1)",
         f"models:/{name}/1",
+        "registered before; the alias stays at version 2",
     )
-    assert register_champion(name, later, "sweep 2 again") == (f"{name}@champion (version 2), registered before", alias)
+    assert register_champion(name, later, "sweep 2 again") == (
+        f"{name}@champion (version 2)",
+        alias,
+        "registered before",
+    )
     client = mlflow.MlflowClient()
     assert len(client.search_model_versions(f"run_id = '{first}'")) == 1
     assert client.get_model_version_by_alias(name, "champion").run_id == later
     assert client.get_model_version(name, "1").description == "sweep 1"
     client.delete_registered_model_alias(name, "champion")  # or a sweep stopped before it set the alias
-    assert register_champion(name, first, "again")[0].endswith("the alias was on no version, now on this one")
+    assert (
+        register_champion(name, first, "again")[2] == "registered before; the alias was on no version, now on this one"
+    )
     assert client.get_model_version_by_alias(name, "champion").version in ("1", 1)
